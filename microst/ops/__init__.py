@@ -1,0 +1,1 @@
+"""One module per op family: forward and backward on raw arrays, for every device."""

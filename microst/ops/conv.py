@@ -1,0 +1,157 @@
+"""conv2d and conv_transpose2d, both built from three primitives:
+
+    conv2d_forward(x, w, b)          y  = w * x (+ b)            (N, Cout, Ho, Wo)
+    conv2d_backward_data(dy, w)      dx = w^T * dy               (N, Cin, H, W)
+    conv2d_backward_weight(dy, x)    dw = dy * x                 (Cout, Cin, kh, kw)
+
+On `cpu` they are im2col + one matrix multiply (BLAS); on `emu`/`cuda` hand-written kernels.
+conv_transpose2d is the same three with the roles swapped: its forward is conv's backward-data,
+its backward-data is conv's forward, and its weight gradient is conv's with x and dy exchanged.
+Weights: conv (Cout, Cin, kh, kw); transposed conv (Cin, Cout, kh, kw), as in PyTorch.
+"""
+import numpy as np
+
+from .base import Op, check_rank, pair
+
+
+def conv_output_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# -- cpu primitives: im2col + matmul ---------------------------------------------------------
+def im2col(x, kh, kw, stride, padding):
+    """(N, C, H, W) -> (N, C*kh*kw, Ho*Wo): every receptive field as a column."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x.shape
+    ho, wo = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
+        return x.reshape(n, c, h * w)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    cols = np.empty((n, c, kh, kw, ho, wo), x.dtype)
+    for i in range(kh):  # a loop over kernel taps, each a strided copy of the whole image
+        for j in range(kw):
+            cols[:, :, i, j] = xpad[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw]
+    return cols.reshape(n, c * kh * kw, ho * wo)
+
+
+def col2im(cols, x_shape, kh, kw, stride, padding):
+    """The adjoint of im2col: add every column back onto the pixels it was read from."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x_shape
+    ho, wo = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
+        return cols.reshape(x_shape)
+    cols = cols.reshape(n, c, kh, kw, ho, wo)
+    dxpad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxpad[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw] += cols[:, :, i, j]
+    return dxpad[:, :, ph:ph + h, pw:pw + w]
+
+
+def conv2d_forward_cpu(x, w, b, stride, padding):
+    cout, cin, kh, kw = w.shape
+    n, _, h, wd = x.shape
+    ho, wo = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
+    y = np.matmul(w.reshape(cout, -1), im2col(x, kh, kw, stride, padding))
+    if b is not None:
+        y += b[:, None]
+    return y.reshape(n, cout, ho, wo)
+
+
+def conv2d_backward_data_cpu(dy, w, x_shape, stride, padding):
+    cout, cin, kh, kw = w.shape
+    n = dy.shape[0]
+    dcols = np.matmul(w.reshape(cout, -1).T, dy.reshape(n, cout, -1))
+    return np.ascontiguousarray(col2im(dcols, x_shape, kh, kw, stride, padding))
+
+
+def conv2d_backward_weight_cpu(dy, x, w_shape, stride, padding):
+    cout, cin, kh, kw = w_shape
+    n = dy.shape[0]
+    cols = im2col(x, kh, kw, stride, padding)
+    return np.tensordot(dy.reshape(n, cout, -1), cols, axes=([0, 2], [0, 2])).reshape(w_shape)
+
+
+# -- device dispatch -------------------------------------------------------------------------
+def conv2d_forward(device, x, w, b, stride, padding):
+    if device == "cpu":
+        return conv2d_forward_cpu(x, w, b, stride, padding)
+    raise NotImplementedError(f"conv2d has no kernel for device {device!r} yet")
+
+
+def conv2d_backward_data(device, dy, w, x_shape, stride, padding):
+    if device == "cpu":
+        return conv2d_backward_data_cpu(dy, w, x_shape, stride, padding)
+    raise NotImplementedError(f"conv2d has no kernel for device {device!r} yet")
+
+
+def conv2d_backward_weight(device, dy, x, w_shape, stride, padding):
+    if device == "cpu":
+        return conv2d_backward_weight_cpu(dy, x, w_shape, stride, padding)
+    raise NotImplementedError(f"conv2d has no kernel for device {device!r} yet")
+
+
+# -- the ops ---------------------------------------------------------------------------------
+def _check(op, x, w, b, bias_size, channels_axis, stride, padding):
+    check_rank(op, "input", x, 4)
+    check_rank(op, "weight", w, 4)
+    if x.shape[1] != w.shape[channels_axis]:
+        raise ValueError(f"{op}: input has {x.shape[1]} channels but weight {tuple(w.shape)} expects "
+                         f"{w.shape[channels_axis]}")
+    if b is not None and tuple(b.shape) != (bias_size,):
+        raise ValueError(f"{op}: bias must have shape ({bias_size},), got {tuple(b.shape)}")
+    stride, padding = pair(stride, "stride", op), pair(padding, "padding", op)
+    if min(stride) < 1 or min(padding) < 0:
+        raise ValueError(f"{op}: stride must be >= 1 and padding >= 0, got stride={stride} padding={padding}")
+    return stride, padding
+
+
+class Conv2d(Op):
+    name = "conv2d"  # params: stride, padding
+
+    def forward(self, x, w, b):
+        self.stride, self.padding = _check(self.name, x, w, b, w.shape[0], 1, self.stride, self.padding)
+        kh, kw = w.shape[2:]
+        hp, wp = x.shape[2] + 2 * self.padding[0], x.shape[3] + 2 * self.padding[1]
+        if kh > hp or kw > wp:
+            raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {hp}x{wp} "
+                             f"(input {tuple(x.shape)}, padding {self.padding})")
+        self.x, self.w, self.has_bias = x, w, b is not None
+        return conv2d_forward(self.device, x, w, b, self.stride, self.padding)
+
+    def backward(self, dy):
+        need_x, need_w, need_b = self.needs_grad
+        dx = conv2d_backward_data(self.device, dy, self.w, self.x.shape, self.stride, self.padding) if need_x else None
+        dw = conv2d_backward_weight(self.device, dy, self.x, self.w.shape, self.stride, self.padding) if need_w else None
+        db = dy.sum(axis=(0, 2, 3)) if need_b else None
+        return dx, dw, db
+
+
+class ConvTranspose2d(Op):
+    name = "conv_transpose2d"  # params: stride, padding, output_padding
+
+    def forward(self, x, w, b):
+        self.stride, self.padding = _check(self.name, x, w, b, w.shape[1], 0, self.stride, self.padding)
+        op_ = pair(self.output_padding, "output_padding", self.name)
+        if not all(0 <= o < s for o, s in zip(op_, self.stride)):
+            raise ValueError(f"conv_transpose2d: output_padding {op_} must be >= 0 and smaller than stride {self.stride}")
+        n, _, h, wd = x.shape
+        cin, cout, kh, kw = w.shape
+        out_shape = (n, cout) + tuple((size - 1) * s - 2 * p + k + o for size, s, p, k, o in
+                                      zip((h, wd), self.stride, self.padding, (kh, kw), op_))
+        if min(out_shape[2:]) < 1:
+            raise ValueError(f"conv_transpose2d: output size {out_shape[2:]} is empty for input {tuple(x.shape)}, "
+                             f"kernel {kh}x{kw}, stride {self.stride}, padding {self.padding}")
+        self.x, self.w = x, w
+        y = conv2d_backward_data(self.device, x, w, out_shape, self.stride, self.padding)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, dy):
+        need_x, need_w, need_b = self.needs_grad
+        dx = conv2d_forward(self.device, dy, self.w, None, self.stride, self.padding) if need_x else None
+        dw = conv2d_backward_weight(self.device, self.x, dy, self.w.shape, self.stride, self.padding) if need_w else None
+        db = dy.sum(axis=(0, 2, 3)) if need_b else None
+        return dx, dw, db

@@ -1,0 +1,196 @@
+"""Every function of microst.functional on `cpu`: forward against tests/reference.py, backward by
+gradient check (float64, random upstream gradient, random direction) at several shapes."""
+import numpy as np
+import pytest
+
+import microst
+import microst.functional as F
+from microst.gradcheck import check_backward
+from microst.ops import activation, conv, loss, norm, pad, pool
+
+import reference as ref
+
+R = np.random.default_rng(7)
+
+
+def randn(*shape):
+    return R.standard_normal(shape)
+
+
+def t(a):
+    return microst.tensor(np.asarray(a, np.float64))
+
+
+# -- the gradient-check table: name, function of Tensors, inputs, indices held constant, op class --
+def _bn_train(x, w, b):
+    return F.batch_norm(x, None, None, w, b, training=True)
+
+
+def _bn_eval(x, w, b):
+    c = x.shape[1]
+    mean, var = t(np.linspace(-1, 1, c)), t(np.linspace(0.5, 2, c))
+    return F.batch_norm(x, mean, var, w, b, training=False)
+
+
+GRAD_CASES = [
+    ("conv2d 3x3 pad1", lambda x, w, b: F.conv2d(x, w, b, padding=1), [randn(2, 3, 7, 9), randn(4, 3, 3, 3), randn(4)], conv.Conv2d),
+    ("conv2d 3x3 stride2 pad1", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1), [randn(2, 3, 9, 8), randn(5, 3, 3, 3), randn(5)], conv.Conv2d),
+    ("conv2d 9x9 pad4", lambda x, w, b: F.conv2d(x, w, b, padding=4), [randn(1, 3, 11, 10), randn(2, 3, 9, 9), randn(2)], conv.Conv2d),
+    ("conv2d 1x1", lambda x, w, b: F.conv2d(x, w, b), [randn(3, 4, 5, 5), randn(2, 4, 1, 1), randn(2)], conv.Conv2d),
+    ("conv2d 3x3 no bias, no pad", lambda x, w: F.conv2d(x, w), [randn(2, 2, 6, 7), randn(3, 2, 3, 3)], conv.Conv2d),
+    ("conv_transpose2d s2 p1 op1", lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1), [randn(2, 4, 5, 6), randn(4, 3, 3, 3), randn(3)], conv.ConvTranspose2d),
+    ("conv_transpose2d s1 p1", lambda x, w, b: F.conv_transpose2d(x, w, b, 1, 1), [randn(1, 3, 5, 7), randn(3, 2, 3, 3), randn(2)], conv.ConvTranspose2d),
+    ("conv_transpose2d s2 p0", lambda x, w: F.conv_transpose2d(x, w, stride=2), [randn(2, 2, 3, 4), randn(2, 3, 3, 3)], conv.ConvTranspose2d),
+    ("pad reflect", lambda x: F.pad(x, (2, 3, 1, 4), "reflect"), [randn(2, 3, 6, 5)], pad.Pad),
+    ("pad replicate", lambda x: F.pad(x, (3, 1, 2, 2), "replicate"), [randn(1, 2, 4, 5)], pad.Pad),
+    ("pad constant", lambda x: F.pad(x, (1, 2, 0, 3), "constant", 1.5), [randn(2, 2, 3, 4)], pad.Pad),
+    ("interpolate x2", lambda x: F.interpolate(x, scale_factor=2), [randn(2, 3, 3, 5)], pool.UpsampleNearest),
+    ("interpolate x3", lambda x: F.interpolate(x, scale_factor=3), [randn(1, 2, 2, 3)], pool.UpsampleNearest),
+    ("max_pool2d 2", lambda x: F.max_pool2d(x, 2), [randn(2, 3, 7, 8)], pool.MaxPool2d),
+    ("max_pool2d 3 stride 2", lambda x: F.max_pool2d(x, 3, 2), [randn(1, 2, 9, 7)], pool.MaxPool2d),
+    ("avg_pool2d 2", lambda x: F.avg_pool2d(x, 2), [randn(2, 3, 7, 8)], pool.AvgPool2d),
+    ("avg_pool2d 3 stride 1", lambda x: F.avg_pool2d(x, 3, 1), [randn(1, 2, 5, 6)], pool.AvgPool2d),
+    ("relu", F.relu, [randn(2, 3, 5, 5)], activation.Relu),
+    ("leaky_relu", lambda x: F.leaky_relu(x, 0.2), [randn(2, 3, 5, 5)], activation.LeakyRelu),
+    ("tanh", F.tanh, [randn(2, 3, 5, 5)], activation.Tanh),
+    ("sigmoid", F.sigmoid, [3 * randn(2, 3, 5, 5)], activation.Sigmoid),
+    ("instance_norm affine", lambda x, w, b: F.instance_norm(x, w, b), [randn(2, 3, 5, 7), randn(3), randn(3)], norm.InstanceNorm),
+    ("instance_norm plain", lambda x: F.instance_norm(x), [randn(3, 2, 4, 3)], norm.InstanceNorm),
+    ("batch_norm train", _bn_train, [randn(3, 4, 5, 3), randn(4), randn(4)], norm.BatchNorm),
+    ("batch_norm eval", _bn_eval, [randn(2, 3, 4, 5), randn(3), randn(3)], norm.BatchNorm),
+    ("mse_loss", F.mse_loss, [randn(2, 3, 4, 5), randn(2, 3, 4, 5)], loss.MseLoss),
+    ("gram", F.gram, [randn(2, 5, 4, 3)], loss.Gram),
+    ("tv_loss", F.tv_loss, [randn(2, 3, 5, 6)], loss.TvLoss),
+]
+
+
+@pytest.mark.parametrize("name, fn, inputs, op", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_gradient(name, fn, inputs, op):
+    check_backward(fn, inputs)
+
+
+@pytest.mark.parametrize("name, fn, inputs, op", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_gradient_check_catches_a_broken_backward(name, fn, inputs, op, monkeypatch):
+    """The check above can fail: perturb one input gradient of the op by 1% and it must."""
+    real_backward = op.backward
+
+    def broken(self, dy):
+        grads = list(real_backward(self, dy))
+        i = next(i for i, g in enumerate(grads) if g is not None)
+        grads[i] = grads[i] * 1.01
+        return tuple(grads)
+
+    monkeypatch.setattr(op, "backward", broken)
+    with pytest.raises(AssertionError, match="directional derivative"):
+        check_backward(fn, inputs)
+
+
+def test_norm_backward_without_variance_term_fails_random_gy_but_passes_sum():
+    """Why gradient checks use a random upstream gradient: an instance-norm backward that forgets
+    the variance term, dx = rstd * (dy - mean(dy)), passes a .sum() check (sum(y) is constant)."""
+    x, w, b = randn(2, 3, 4, 5), np.ones(3), np.zeros(3)
+
+    def wrong(self, dy):
+        return self.rstd * (dy - dy.mean(axis=(2, 3), keepdims=True)), None, None
+
+    real = norm.InstanceNorm.backward
+    norm.InstanceNorm.backward = wrong
+    try:
+        check_backward(lambda x: F.instance_norm(x).sum(), [x])  # blind
+        with pytest.raises(AssertionError):
+            check_backward(lambda x: F.instance_norm(x, t(w), t(b)), [x])
+    finally:
+        norm.InstanceNorm.backward = real
+
+
+def test_composite_block():
+    """conv -> instance_norm -> relu -> conv, plus the input cropped by 2 on each side (a residual block)."""
+    def block(x, w1, w2, g, b):
+        h = F.relu(F.instance_norm(F.conv2d(x, w1), g, b))
+        return F.conv2d(h, w2) + x[:, :, 2:-2, 2:-2]
+    check_backward(block, [randn(2, 3, 9, 8), randn(3, 3, 3, 3), randn(3, 3, 3, 3), randn(3), randn(3)])
+
+
+# -- forward semantics against the loop references --------------------------------------------
+@pytest.mark.parametrize("k, stride, padding, shape", [
+    (3, 1, 1, (2, 3, 7, 9)), (3, 2, 1, (1, 4, 9, 8)), (9, 1, 4, (1, 3, 12, 11)), (1, 1, 0, (2, 5, 4, 3)),
+    (3, 2, 0, (2, 2, 10, 7)), (5, 3, 2, (1, 2, 11, 13))])
+def test_conv2d_matches_reference(k, stride, padding, shape):
+    x, w, b = randn(*shape), randn(4, shape[1], k, k), randn(4)
+    y = F.conv2d(t(x), t(w), t(b), stride, padding).numpy()
+    np.testing.assert_allclose(y, ref.conv2d(x, w, b, stride, padding), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("k, stride, padding, output_padding, shape", [
+    (3, 2, 1, 1, (2, 4, 5, 6)), (3, 1, 1, 0, (1, 3, 4, 7)), (4, 2, 1, 0, (1, 2, 3, 3)), (3, 3, 0, 2, (2, 2, 3, 2))])
+def test_conv_transpose2d_matches_reference(k, stride, padding, output_padding, shape):
+    x, w, b = randn(*shape), randn(shape[1], 3, k, k), randn(3)
+    y = F.conv_transpose2d(t(x), t(w), t(b), stride, padding, output_padding).numpy()
+    np.testing.assert_allclose(y, ref.conv_transpose2d(x, w, b, stride, padding, output_padding), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode, numpy_mode", [("reflect", "reflect"), ("replicate", "edge"), ("constant", "constant")])
+def test_pad_matches_numpy(mode, numpy_mode):
+    x = randn(2, 3, 5, 6)
+    y = F.pad(t(x), (2, 1, 3, 4), mode).numpy()
+    np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (0, 0), (3, 4), (2, 1)), mode=numpy_mode))
+
+
+def test_reflect_pad_does_not_repeat_the_edge():
+    x = np.arange(4.0).reshape(1, 1, 1, 4)
+    x = np.repeat(x, 2, axis=2)
+    assert F.pad(t(x), (2, 2, 0, 0), "reflect").numpy()[0, 0, 0].tolist() == [2, 1, 0, 1, 2, 3, 2, 1]
+
+
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2), (3, 1)])
+def test_pools_match_reference(k, s):
+    x = randn(2, 3, 9, 8)
+    np.testing.assert_allclose(F.max_pool2d(t(x), k, s).numpy(), ref.pool2d(x, k, s, np.max))
+    np.testing.assert_allclose(F.avg_pool2d(t(x), k, s).numpy(), ref.pool2d(x, k, s, np.mean), rtol=1e-12)
+
+
+def test_interpolate_nearest():
+    x = randn(1, 2, 3, 4)
+    y = F.interpolate(t(x), scale_factor=2).numpy()
+    assert y.shape == (1, 2, 6, 8)
+    np.testing.assert_array_equal(y[:, :, ::2, ::2], x)
+    np.testing.assert_array_equal(y[:, :, 1::2, 1::2], x)
+
+
+def test_norms_match_reference():
+    x, w, b = randn(3, 4, 5, 6), randn(4), randn(4)
+    np.testing.assert_allclose(F.instance_norm(t(x), t(w), t(b)).numpy(), ref.normalize(x, (2, 3), w, b), rtol=1e-10)
+    np.testing.assert_allclose(F.batch_norm(t(x), None, None, t(w), t(b), training=True).numpy(),
+                               ref.normalize(x, (0, 2, 3), w, b), rtol=1e-10)
+
+
+def test_batch_norm_running_statistics_like_torch():
+    x = randn(4, 3, 5, 5) * 2 + 1
+    mean, var = microst.tensor(np.zeros(3)), microst.tensor(np.ones(3))
+    F.batch_norm(t(x), mean, var, training=True, momentum=0.1)
+    np.testing.assert_allclose(mean.numpy(), 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(var.numpy(), 0.9 + 0.1 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-12)
+    y = F.batch_norm(t(x), mean, var, training=False).numpy()
+    expected = (x - mean.numpy()[None, :, None, None]) / np.sqrt(var.numpy()[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+
+
+def test_activations():
+    x = np.array([-30.0, -2.0, -0.5, 0.5, 2.0, 30.0])
+    np.testing.assert_array_equal(F.relu(t(x)).numpy(), np.maximum(x, 0))
+    np.testing.assert_allclose(F.leaky_relu(t(x), 0.1).numpy(), np.where(x > 0, x, 0.1 * x))
+    np.testing.assert_allclose(F.tanh(t(x)).numpy(), np.tanh(x))
+    np.testing.assert_allclose(F.sigmoid(t(x)).numpy(), 1 / (1 + np.exp(-x)), rtol=1e-14)
+
+
+def test_losses_match_reference():
+    a, b = randn(2, 3, 4, 5), randn(2, 3, 4, 5)
+    assert np.isclose(F.mse_loss(t(a), t(b)).item(), ((a - b) ** 2).mean())
+    np.testing.assert_allclose(F.gram(t(a)).numpy(), ref.gram(a), rtol=1e-12)
+    assert np.isclose(F.tv_loss(t(a)).item(), ref.tv_loss(a))
+
+
+def test_float32_is_kept():
+    x = microst.tensor(randn(1, 2, 5, 5).astype(np.float32))
+    w = microst.tensor(randn(3, 2, 3, 3).astype(np.float32))
+    assert F.instance_norm(F.conv2d(x, w, padding=1)).dtype == np.float32
