@@ -216,6 +216,8 @@ def apply(op_class, *inputs, **params):
             raise TypeError(f"{name}: inputs have different dtypes ({dtype} and {t.dtype})")
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: dtype {dtype} is not supported; use float32 or float64")
+    if device != "cpu" and dtype != np.float32:
+        raise TypeError(f"{name}: the {device} kernels are float32, got {dtype} (float64 runs on cpu)")
 
     op = op_class(**params)
     op.device = device

@@ -5,6 +5,8 @@ call, sets ``device`` and ``needs_grad`` (one bool per input), calls ``forward(*
 later ``backward(dy)``, which returns one gradient (or None) per input. Whatever ``forward``
 keeps on ``self`` for ``backward`` is freed with the op once backward has run.
 """
+import numpy as np
+
 from ..device import array_module
 
 
@@ -46,11 +48,26 @@ def pair(v, what, op):
     raise ValueError(f"{op}: {what} must be an int or a pair of ints, got {v!r}")
 
 
-def unbroadcast(xp, g, shape):
-    """Sum a broadcast gradient back down to `shape`."""
-    if g.shape == tuple(shape):
-        return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
-    g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+# -- launching kernels on emu / cuda ---------------------------------------------------------
+THREADS = 256  # threads per block for every kernel here (the GEMM tiles assume it)
+i32, f32 = np.int32, np.float32
+
+
+def blocks(n, threads=THREADS, cap=8192):
+    """Blocks for a grid-stride loop over n elements: enough to fill the GPU, never zero."""
+    return max(1, min(cap, -(-n // threads)))
+
+
+def launch(device, file, kernel, grid, args, block=THREADS, shared_mem=0):
+    """Run kernels/<file>::<kernel>. Array arguments are made contiguous first (kernels never see
+    strided views); outputs are allocated contiguous by the caller, so they stay the same object."""
+    from .. import cuda
+    xp = array_module(device)
+    args = tuple(xp.ascontiguousarray(a) if hasattr(a, "strides") and not np.isscalar(a) else a for a in args)
+    cuda.get_kernel(device, file, kernel)(grid, block, args, shared_mem=shared_mem)
+
+
+def empty(device, shape, dtype=np.float32):
+    """An output array for a kernel (poisoned with NaN under cuda.poisoned(), to catch unwritten elements)."""
+    from .. import cuda
+    return cuda.empty(device, tuple(int(s) for s in shape), dtype)

@@ -11,7 +11,8 @@ Weights: conv (Cout, Cin, kh, kw); transposed conv (Cin, Cout, kh, kw), as in Py
 """
 import numpy as np
 
-from .base import Op, check_rank, pair
+from .arith import OP_ADD, binary, sum_axes
+from .base import Op, blocks, check_rank, empty, i32, launch, pair
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -73,23 +74,61 @@ def conv2d_backward_weight_cpu(dy, x, w_shape, stride, padding):
     return np.tensordot(dy.reshape(n, cout, -1), cols, axes=([0, 2], [0, 2])).reshape(w_shape)
 
 
-# -- device dispatch -------------------------------------------------------------------------
+# -- emu/cuda: kernels/conv.cu, three implicit GEMMs (64x64 tiles) ----------------------------
+TILE = 64
+SPLIT_ROWS = 256       # backward-weight: at least this many reduction rows per split
+SPLIT_BLOCKS = 1024    # ... and at most about this many blocks in all
+
+
+def _geometry(x_shape, w_shape, stride, padding):
+    n, cin, h, w = x_shape
+    cout, _, kh, kw = w_shape
+    ho, wo = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(w, kw, stride[1], padding[1])
+    return (n, cin, h, w, cout, kh, kw, stride[0], stride[1], padding[0], padding[1], ho, wo)
+
+
+def _tiles(n):
+    return -(-n // TILE)
+
+
 def conv2d_forward(device, x, w, b, stride, padding):
     if device == "cpu":
         return conv2d_forward_cpu(x, w, b, stride, padding)
-    raise NotImplementedError(f"conv2d has no kernel for device {device!r} yet")
+    geo = _geometry(x.shape, w.shape, stride, padding)
+    n, cout, ho, wo = geo[0], geo[4], geo[11], geo[12]
+    y = empty(device, (n, cout, ho, wo))
+    launch(device, "conv.cu", "conv2d_forward", (_tiles(n * ho * wo), _tiles(cout)),
+           (x, w, w if b is None else b, y, i32(b is not None), *map(i32, geo)))
+    return y
 
 
 def conv2d_backward_data(device, dy, w, x_shape, stride, padding):
     if device == "cpu":
         return conv2d_backward_data_cpu(dy, w, x_shape, stride, padding)
-    raise NotImplementedError(f"conv2d has no kernel for device {device!r} yet")
+    n, cin, h, wd = x_shape
+    dx = empty(device, x_shape)
+    launch(device, "conv.cu", "conv2d_backward_data", (_tiles(n * h * wd), _tiles(cin)),
+           (dy, w, dx, *map(i32, _geometry(x_shape, w.shape, stride, padding))))
+    return dx
 
 
 def conv2d_backward_weight(device, dy, x, w_shape, stride, padding):
     if device == "cpu":
         return conv2d_backward_weight_cpu(dy, x, w_shape, stride, padding)
-    raise NotImplementedError(f"conv2d has no kernel for device {device!r} yet")
+    geo = _geometry(x.shape, w_shape, stride, padding)
+    cout, cin, kh, kw = w_shape
+    rows = geo[0] * geo[11] * geo[12]
+    base = _tiles(cin * kh * kw) * _tiles(cout)
+    splits = max(1, min(-(-rows // SPLIT_ROWS), SPLIT_BLOCKS // base))
+    chunk = -(-rows // splits)
+    splits = -(-rows // chunk)
+    dw = empty(device, w_shape)
+    partial = dw if splits == 1 else empty(device, (splits,) + tuple(w_shape))
+    launch(device, "conv.cu", "conv2d_backward_weight", (_tiles(cin * kh * kw), _tiles(cout), splits),
+           (dy, x, partial, i32(chunk), *map(i32, geo)))
+    if splits > 1:
+        launch(device, "conv.cu", "sum_splits", blocks(dw.size), (partial, dw, i32(splits), i32(dw.size)))
+    return dw
 
 
 # -- the ops ---------------------------------------------------------------------------------
@@ -124,7 +163,7 @@ class Conv2d(Op):
         need_x, need_w, need_b = self.needs_grad
         dx = conv2d_backward_data(self.device, dy, self.w, self.x.shape, self.stride, self.padding) if need_x else None
         dw = conv2d_backward_weight(self.device, dy, self.x, self.w.shape, self.stride, self.padding) if need_w else None
-        db = dy.sum(axis=(0, 2, 3)) if need_b else None
+        db = sum_axes(self.device, dy, (0, 2, 3)) if need_b else None
         return dx, dw, db
 
 
@@ -145,13 +184,11 @@ class ConvTranspose2d(Op):
                              f"kernel {kh}x{kw}, stride {self.stride}, padding {self.padding}")
         self.x, self.w = x, w
         y = conv2d_backward_data(self.device, x, w, out_shape, self.stride, self.padding)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        return y
+        return y if b is None else binary(self.device, OP_ADD, y, b.reshape(1, -1, 1, 1))
 
     def backward(self, dy):
         need_x, need_w, need_b = self.needs_grad
         dx = conv2d_forward(self.device, dy, self.w, None, self.stride, self.padding) if need_x else None
         dw = conv2d_backward_weight(self.device, self.x, dy, self.w.shape, self.stride, self.padding) if need_w else None
-        db = dy.sum(axis=(0, 2, 3)) if need_b else None
+        db = sum_axes(self.device, dy, (0, 2, 3)) if need_b else None
         return dx, dw, db
