@@ -97,8 +97,8 @@ class Module:
 
     @property
     def device(self):
-        first = next(iter(self.parameters()), None)
-        return first.device if first is not None else "cpu"
+        tensors = [p for _, p in self.named_parameters()] + [b for _, b in self.named_buffers()]
+        return tensors[0].device if tensors else "cpu"
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self):

@@ -1,0 +1,1 @@
+from .vgg16 import VGG16Features

@@ -36,7 +36,7 @@ def _broadcast_strides(shape, out_shape):
 def binary(device, op, a, b):
     """a op b with NumPy broadcasting."""
     if device == "cpu":
-        return (a + b, a - b, a * b, a / b)[op] if op != OP_POW else a ** b
+        return {OP_ADD: np.add, OP_SUB: np.subtract, OP_MUL: np.multiply, OP_DIV: np.divide, OP_POW: np.power}[op](a, b)
     out_shape = np.broadcast_shapes(a.shape, b.shape)
     y = empty(device, out_shape)
     launch(device, "arith.cu", "binary_forward", blocks(y.size),
