@@ -7,6 +7,7 @@ without recursion, calls each op's backward once, accumulates gradients with ``+
 may feed several ops) and drops each op (and what it saved) as soon as it has run.
 """
 import contextlib
+import os
 
 import numpy as np
 
@@ -181,10 +182,11 @@ def _topological_order(root):
     return order
 
 
-def tensor(data, requires_grad=False, device="cpu", dtype=None):
+def tensor(data, requires_grad=False, device=None, dtype=None):
     """A Tensor from an array, list or number. Float32 and float64 arrays keep their dtype; lists
-    and numbers become float32 (or `dtype`); integer arrays are refused."""
-    device = devices.resolve(device)
+    and numbers become float32 (or `dtype`); integer arrays are refused. The device defaults to
+    $MICROST_DEVICE, else 'cpu'."""
+    device = devices.resolve(device or os.environ.get("MICROST_DEVICE", "cpu"))
     if isinstance(data, Tensor):
         data = data.data
     if isinstance(data, (list, tuple, int, float)) and dtype is None:

@@ -22,7 +22,7 @@ def check_backward(fn, inputs, no_grad_inputs=(), eps=1e-6, atol=1e-7, rtol=1e-5
     rng = np.random.default_rng(seed)
     arrays = [np.array(a, dtype=np.float64) for a in inputs]
     checked = [i for i in range(len(arrays)) if i not in no_grad_inputs]
-    xs = [tensor(a.copy(), requires_grad=i in checked) for i, a in enumerate(arrays)]
+    xs = [tensor(a.copy(), requires_grad=i in checked, device="cpu") for i, a in enumerate(arrays)]
     y = fn(*xs)
     gy = rng.standard_normal(y.shape)
     y.backward(gy)
@@ -35,7 +35,7 @@ def check_backward(fn, inputs, no_grad_inputs=(), eps=1e-6, atol=1e-7, rtol=1e-5
     def loss_at(step):
         moved = [a + step * directions[i] if i in directions else a for i, a in enumerate(arrays)]
         with no_grad():
-            return float((fn(*[tensor(m) for m in moved]).numpy() * gy).sum())
+            return float((fn(*[tensor(m, device="cpu") for m in moved]).numpy() * gy).sum())
 
     numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
     if not abs(analytic - numeric) <= atol + rtol * abs(numeric):

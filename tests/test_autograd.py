@@ -131,3 +131,10 @@ def test_cat_and_slice_errors():
         microst.cat([microst.tensor(np.zeros((2, 3))), microst.tensor(np.zeros((3, 3)))], dim=1)
     with pytest.raises(TypeError, match="slice"):
         microst.tensor(np.zeros(3))[[0, 1]]
+
+
+def test_default_device_from_environment(monkeypatch):
+    assert microst.tensor([1.0]).device == "cpu"
+    monkeypatch.setenv("MICROST_DEVICE", "emu")
+    assert microst.tensor([1.0]).device == "emu"
+    assert microst.tensor([1.0], device="cpu").device == "cpu"
