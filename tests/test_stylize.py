@@ -1,0 +1,145 @@
+"""python -m microst.stylize on `cpu`: tiling equals the untiled result, colour preservation, the noise
+seed, EXIF/grayscale/alpha inputs, folders, output formats, and one-line errors with exit status 2."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import microst
+from microst import io as mio
+from microst.models import TextureNet, TransformerNet
+from microst.stylize import main, preserve_colors, stylize, stylize_tiled
+
+R = np.random.default_rng(11)
+
+
+def photo(h, w, seed=0):
+    """A smooth random colour image (3, h, w) in [0, 255], like a photo rather than like noise."""
+    r = np.random.default_rng(seed)
+    small = (r.random((5, 6, 3)) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC), np.float32).transpose(2, 0, 1).copy()
+
+
+@pytest.fixture
+def styles(tmp_path, monkeypatch):
+    """Two small random 'bundled styles' in a temporary weights/styles."""
+    monkeypatch.setattr(mio, "STYLES_DIR", tmp_path / "styles")
+    microst.manual_seed(0)
+    mio.save_checkpoint(tmp_path / "styles" / "tiny.h5", TransformerNet(width=0.125), style="tiny")
+    mio.save_checkpoint(tmp_path / "styles" / "noisy.h5", TextureNet(scales=3, channels=4), style="noisy")
+    return tmp_path
+
+
+@pytest.mark.parametrize("make", [lambda: TransformerNet(width=0.25),
+                                  lambda: TransformerNet(width=0.25, norm="batch", upsample="nearest"),
+                                  lambda: TextureNet(scales=4, channels=4)],
+                         ids=["johnson-instance", "johnson-batch-nearest", "texture"])
+@pytest.mark.parametrize("tile", [16, 40])
+def test_tiled_equals_untiled_on_an_image_that_fits(make, tile):
+    microst.manual_seed(1)
+    model = make().eval()
+    image = photo(70, 101)
+    whole = stylize(model, image, seed=5)
+    tiled = stylize(model, image, seed=5, tile=tile)
+    assert tiled.shape == whole.shape == (3, 70, 101)
+    np.testing.assert_allclose(tiled, whole, atol=0.01)
+
+
+def test_tiles_of_a_large_image_have_no_seams():
+    """Statistics measured on a downscaled copy (an untrained net exaggerates their error, so the
+    output is not close to the untiled one here), yet no jump at the tiles' edges."""
+    microst.manual_seed(2)
+    model = TransformerNet(width=0.25).eval()
+    image = photo(96, 128, seed=3)
+    tiled = stylize_tiled(model, image, 32, stats_size=48)
+    steps = np.abs(np.diff(tiled, axis=2)).mean(axis=(0, 1))  # mean horizontal step at each column boundary
+    at_edges = steps[[31, 63, 95]]
+    assert at_edges.max() < 2 * np.median(steps) + 1
+
+
+def test_preserve_colors_keeps_chroma_and_takes_luminance():
+    content, styled = photo(10, 12, seed=1), photo(10, 12, seed=2)
+    out = preserve_colors(content, styled)
+
+    def ycbcr(x):
+        r, g, b = x.astype(np.float64)
+        return (0.299 * r + 0.587 * g + 0.114 * b, -0.168736 * r - 0.331264 * g + 0.5 * b,
+                0.5 * r - 0.418688 * g - 0.081312 * b)
+
+    (y, cb, cr), (y_s, _, _), (_, cb_c, cr_c) = ycbcr(out), ycbcr(styled), ycbcr(content)
+    inside = (out > 0.5).all(axis=0) & (out < 254.5).all(axis=0)  # not clipped
+    assert inside.mean() > 0.5
+    for a, b in ((y, y_s), (cb, cb_c), (cr, cr_c)):
+        np.testing.assert_allclose(a[inside], b[inside], atol=1e-3)
+
+
+def test_command_line_files_folders_and_formats(styles, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    (inputs / "deeper").mkdir(parents=True)
+    pixels = photo(30, 40).transpose(1, 2, 0).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotated: displayed 40 high, 30 wide
+    Image.fromarray(pixels).save(inputs / "rotated.jpg", exif=exif)
+    Image.fromarray(pixels[..., 0]).save(inputs / "deeper" / "gray.png")
+    Image.fromarray(np.dstack([pixels, np.full((30, 40), 128, np.uint8)]), "RGBA").save(inputs / "alpha.webp")
+    assert main([str(inputs), "--model", "tiny", "--out-dir", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(" s)\n") == 3  # one line, with the time, per image
+    expected = {"rotated_tiny.jpg": ((30, 40), "JPEG"), "deeper/gray_tiny.png": ((40, 30), "PNG"),
+                "alpha_tiny.webp": ((40, 30), "WEBP")}
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.*"))
+    assert written == sorted(expected)
+    for name, (size, fmt) in expected.items():
+        with Image.open(tmp_path / "out" / name) as im:
+            assert (im.size, im.format) == (size, fmt)
+
+    assert main([str(inputs / "rotated.jpg"), "--model", "tiny", "-o", str(tmp_path / "one.png"), "--size", "20",
+                 "--preserve-color", "--tile", "8", "--device", "cpu"]) == 0
+    with Image.open(tmp_path / "one.png") as im:
+        assert im.size == (15, 20)
+
+
+def test_noise_seed_of_a_texture_network(styles, tmp_path):
+    Image.fromarray(photo(24, 24).transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / "p.png")
+    outputs = []
+    for seed in ("1", "1", "2"):
+        main([str(tmp_path / "p.png"), "--model", "noisy", "-o", str(tmp_path / f"o{len(outputs)}.png"),
+              "--noise-seed", seed, "--device", "cpu"])
+        outputs.append(mio.load_image(tmp_path / f"o{len(outputs)}.png"))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert np.abs(outputs[0] - outputs[2]).mean() > 0.5
+
+
+def test_bad_input_is_one_clear_line_and_exit_2(styles, tmp_path, capsys):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "fake.jpg").write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "corrupt.h5").write_bytes(b"garbage")
+    ok = str(tmp_path / "ok.png")
+    cases = [
+        ([ok, "--model", "starry"], "starry: no such checkpoint file and no bundled style of that name; "
+                                    "bundled styles: noisy, tiny"),
+        ([ok, "--model", str(tmp_path / "corrupt.h5")], "corrupt.h5: not a readable HDF5 file"),
+        ([str(tmp_path / "fake.jpg"), "--model", "tiny"], "fake.jpg: cannot read this image"),
+        ([str(tmp_path / "missing.jpg"), "--model", "tiny"], "missing.jpg: no such file or folder"),
+        ([str(tmp_path / "empty"), "--model", "tiny"], "empty: no images in this folder"),
+        ([ok, ok, "--model", "tiny", "-o", "x.png"], "names one output file but there are 2 input images"),
+        ([ok, "--model", "tiny", "-o", str(tmp_path / "x.gif2")], "unknown image format"),
+        ([ok, "--model", "tiny", "-o", ok], "would overwrite its own input"),
+        ([ok, "--model", "tiny", "--tile", "0"], "--tile 0: must be a positive number"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
+
+
+def test_the_bundled_style_on_the_sample_photo(tmp_path, capsys):
+    """What a fresh clone offers: python -m microst.stylize samples/neuschwanstein.jpg --model great_wave."""
+    assert "great_wave" in mio.bundled_styles()
+    sample = mio.STYLES_DIR.parent.parent / "samples" / "neuschwanstein.jpg"
+    assert main([str(sample), "--model", "great_wave", "-o", str(tmp_path / "wave.jpg"), "--size", "96",
+                 "--device", "cpu"]) == 0
+    out = mio.load_image(tmp_path / "wave.jpg")
+    assert out.shape == (3, 64, 96) and out.std() > 10
