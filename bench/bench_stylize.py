@@ -10,23 +10,7 @@ the twin's output is compared with microst's on the same input (max |difference|
 --profile S prints the time per op type of one microst forward pass at S x S.
 Both libraries get the same number of threads (BLAS for microst, intra-op for torch).
 
-Measured 2026-11-25 on the development machine (2 shared x86-64 cores, no GPU; OpenBLAS, torch 2.13
-CPU), default architecture (width 1, transposed convs), seconds per image:
-
-    threads  size    microst   torch   ratio
-    2        256²    0.568     0.335   1.69
-    2        512²    3.777     1.397   2.70   (microst alone, 5 runs in a row: 2.4 .. 3.2 s)
-    2        1024²   15.43     9.49    1.63
-    1        256²    1.37      1.00    1.37   (machine busy with other jobs)
-    1        512²    6.76      3.08    2.19
-    1        1024²   30.6      22.1    1.38
-
-The goal (microst / torch <= 1.5 at 512²) is missed, by one layer: the last conv, 9x9 from 32
-channels to 3, takes 1.1 .. 2.2 s of microst's 2.4 .. 3.8 s at 512² (torch: 0.36 s), because
-the cpu conv's im2col materializes a (32*81) x (512*512) matrix (2.7 GB; 10.9 GB at 1024²) to
-multiply by a 3 x 2592 weight: memory-bound, and every call page-faults a fresh buffer. Without
-it microst's forward is ~1.3 s, the same as torch's. Building im2col 32 output rows at a time
-(same arithmetic) measured 0.8 .. 1.15 s for that layer.
+Results: bench/RESULTS.md.
 """
 import argparse
 import os

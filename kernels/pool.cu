@@ -3,6 +3,10 @@
 // windows that contain it (deterministic, no atomics).
 #include "common.cuh"
 
+// The windows (size K, step S, OUT of them) that contain input coordinate c: [first, last].
+__device__ __forceinline__ int first_window(int c, int K, int S) { return c < K ? 0 : (c - K) / S + 1; }
+__device__ __forceinline__ int last_window(int c, int S, int OUT) { return min(OUT - 1, c / S); }
+
 // argmax[o] = kernel tap i * KW + j of the first maximum (strictly greater wins), as in PyTorch.
 extern "C" __global__ void max_pool_forward(const float* __restrict__ x, float* __restrict__ y,
                                             int* __restrict__ argmax,
@@ -28,10 +32,9 @@ extern "C" __global__ void max_pool_backward(const float* __restrict__ dy, const
         int NC, int H, int W, int HO, int WO, int KH, int KW, int SH, int SW) {
     GRID_STRIDE_LOOP(i, NC * H * W) {
         const int w = i % W, h = (i / W) % H, nc = i / (W * H);
-        const int oh_last = min(HO - 1, h / SH), ow_last = min(WO - 1, w / SW);
         float s = 0.0f;
-        for (int oh = h < KH ? 0 : (h - KH) / SH + 1; oh <= oh_last; ++oh)
-            for (int ow = w < KW ? 0 : (w - KW) / SW + 1; ow <= ow_last; ++ow) {
+        for (int oh = first_window(h, KH, SH); oh <= last_window(h, SH, HO); ++oh)
+            for (int ow = first_window(w, KW, SW); ow <= last_window(w, SW, WO); ++ow) {
                 const int o = (nc * HO + oh) * WO + ow;
                 if (argmax[o] == (h - oh * SH) * KW + (w - ow * SW)) s += dy[o];
             }
@@ -55,10 +58,9 @@ extern "C" __global__ void avg_pool_backward(const float* __restrict__ dy, float
         int NC, int H, int W, int HO, int WO, int KH, int KW, int SH, int SW) {
     GRID_STRIDE_LOOP(i, NC * H * W) {
         const int w = i % W, h = (i / W) % H, nc = i / (W * H);
-        const int oh_last = min(HO - 1, h / SH), ow_last = min(WO - 1, w / SW);
         float s = 0.0f;
-        for (int oh = h < KH ? 0 : (h - KH) / SH + 1; oh <= oh_last; ++oh)
-            for (int ow = w < KW ? 0 : (w - KW) / SW + 1; ow <= ow_last; ++ow) s += dy[(nc * HO + oh) * WO + ow];
+        for (int oh = first_window(h, KH, SH); oh <= last_window(h, SH, HO); ++oh)
+            for (int ow = first_window(w, KW, SW); ow <= last_window(w, SW, WO); ++ow) s += dy[(nc * HO + oh) * WO + ow];
         dx[i] = s / (KH * KW);
     }
 }

@@ -70,17 +70,9 @@ def test_gradient(name, fn, inputs, op):
 
 
 @pytest.mark.parametrize("name, fn, inputs, op", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
-def test_gradient_check_catches_a_broken_backward(name, fn, inputs, op, monkeypatch):
-    """The check above can fail: perturb one input gradient of the op by 1% and it must."""
-    real_backward = op.backward
-
-    def broken(self, dy):
-        grads = list(real_backward(self, dy))
-        i = next(i for i, g in enumerate(grads) if g is not None)
-        grads[i] = grads[i] * 1.01
-        return tuple(grads)
-
-    monkeypatch.setattr(op, "backward", broken)
+def test_gradient_check_catches_a_broken_backward(name, fn, inputs, op, break_backward):
+    """The check above can fail: one input gradient of the op 1% off, and it must."""
+    break_backward(op)
     with pytest.raises(AssertionError, match="directional derivative"):
         check_backward(fn, inputs)
 
@@ -194,3 +186,14 @@ def test_float32_is_kept():
     x = microst.tensor(randn(1, 2, 5, 5).astype(np.float32))
     w = microst.tensor(randn(3, 2, 3, 3).astype(np.float32))
     assert F.instance_norm(F.conv2d(x, w, padding=1)).dtype == np.float32
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 1), (2, 0)])
+def test_conv_in_bands_of_output_rows(stride, padding, monkeypatch):
+    """Large convolutions build im2col a band of output rows at a time: force many small bands."""
+    monkeypatch.setattr(conv, "BAND_ELEMENTS", 200)
+    x, w, b = randn(2, 3, 9, 8), randn(4, 3, 3, 3), randn(4)
+    np.testing.assert_allclose(F.conv2d(t(x), t(w), t(b), stride, padding).numpy(),
+                               ref.conv2d(x, w, b, stride, padding), rtol=1e-10, atol=1e-10)
+    check_backward(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
+    check_backward(lambda x, w: F.conv_transpose2d(x, w, None, stride, padding), [x, randn(3, 2, 3, 3)])
