@@ -6,9 +6,9 @@ Prints the median time of forward+backward (input, weight and bias gradients) fo
 and microst/torch. Both use the same number of threads (BLAS for microst, intra-op for torch).
 """
 import argparse
-import os
-import sys
 import time
+
+from threads import set_threads
 
 SHAPES = [  # (name, input shape, Cout, kernel, stride, padding)
     ("3->32 9x9 @336", (1, 3, 336, 336), 32, 9, 1, 0),
@@ -32,19 +32,11 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    if "numpy" in sys.modules:
-        raise SystemExit("set thread counts before NumPy loads")
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    torch = set_threads(args.threads)
 
     import numpy as np
     import microst
     import microst.functional as F
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
 
     rng = np.random.default_rng(0)
     print(f"conv2d forward+backward, float32, {args.threads} threads, median of {args.repeats}")

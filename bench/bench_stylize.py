@@ -13,10 +13,11 @@ Both libraries get the same number of threads (BLAS for microst, intra-op for to
 Results: bench/RESULTS.md.
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
+
+from threads import set_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,20 +60,13 @@ def main():
     parser.add_argument("--model", help="bundled style or checkpoint (default: the default architecture, random)")
     parser.add_argument("--profile", type=int, metavar="S", help="per-op time of one forward pass at S x S")
     args = parser.parse_args()
-    if "numpy" in sys.modules:
-        raise SystemExit("set thread counts before NumPy loads")
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    torch = set_threads(args.threads)
 
     import numpy as np
     import microst
     from microst.models import TransformerNet
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
+    if torch is not None:
         from torch_twin import johnson_twin
-    except ImportError:
-        torch = None
 
     device = microst.device.resolve(args.device)
     if args.model:
