@@ -7,6 +7,7 @@ keeps on ``self`` for ``backward`` is freed with the op once backward has run.
 """
 import numpy as np
 
+from .. import cuda
 from ..device import array_module
 
 
@@ -61,7 +62,6 @@ def blocks(n, threads=THREADS, cap=8192):
 def launch(device, file, kernel, grid, args, block=THREADS, shared_mem=0):
     """Run kernels/<file>::<kernel>. Array arguments are made contiguous first (kernels never see
     strided views); outputs are allocated contiguous by the caller, so they stay the same object."""
-    from .. import cuda
     xp = array_module(device)
     args = tuple(xp.ascontiguousarray(a) if hasattr(a, "strides") and not np.isscalar(a) else a for a in args)
     cuda.get_kernel(device, file, kernel)(grid, block, args, shared_mem=shared_mem)
@@ -69,5 +69,4 @@ def launch(device, file, kernel, grid, args, block=THREADS, shared_mem=0):
 
 def empty(device, shape, dtype=np.float32):
     """An output array for a kernel (poisoned with NaN under cuda.poisoned(), to catch unwritten elements)."""
-    from .. import cuda
     return cuda.empty(device, tuple(int(s) for s in shape), dtype)
