@@ -13,6 +13,7 @@ import numpy as np
 
 from . import device as devices
 from .ops import arith
+from .ops.base import SizeError
 
 _grad_enabled = True
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -132,13 +133,13 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad (no input had requires_grad=True)")
-        xp = devices.array_module(self.device)
         if grad is None:
             if self.size != 1:
                 raise RuntimeError(f"backward: grad must be given for a non-scalar tensor of shape {self.shape}")
-            grad = xp.ones(self.data.shape, self.dtype)
+            grad = devices.full(self.device, self.data.shape, 1, self.dtype)
         else:
-            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, self.dtype)
+            xp = devices.array_module(self.device)
+            grad = grad.data if isinstance(grad, Tensor) else devices.move(xp.asarray(grad, self.dtype), self.device)
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward: grad has shape {grad.shape}, tensor has {self.shape}")
 
@@ -152,11 +153,11 @@ class Tensor:
                     raise RuntimeError("backward: part of this graph was freed by an earlier backward; "
                                        "run the forward pass again")
                 if node.grad is None:
-                    node.grad = xp.array(g, copy=True)  # own it: ops may return views shared with others
+                    node.grad = devices.copy(g, self.device)  # own it: ops may return views shared with others
                 else:
                     node.grad += g
                 continue
-            input_grads = node._op.backward(g)
+            input_grads = _run(node._op, "backward", node._op.backward, g)
             for t, gi in zip(node._inputs, input_grads):
                 if t is None or gi is None or not t.requires_grad:
                     continue
@@ -225,13 +226,21 @@ def apply(op_class, *inputs, **params):
     op.device = device
     needs = _grad_enabled and any(t.requires_grad for t in tensors)
     op.needs_grad = tuple(x is not None and x.requires_grad and needs for x in inputs)
-    data = op.forward(*[None if x is None else x.data for x in inputs])
+    data = _run(op, "forward", op.forward, *[None if x is None else x.data for x in inputs])
     if isinstance(data, np.generic):  # NumPy turns 0-d results into scalars; keep arrays
         data = np.asarray(data)
     out = Tensor(data, device=device)
     if needs:
         out.requires_grad, out._op, out._inputs = True, op, tuple(inputs)
     return out
+
+
+def _run(op, what, method, *args):
+    """An op's forward or backward, with the op's name put in front of a kernel size error."""
+    try:
+        return method(*args)
+    except SizeError as e:
+        raise ValueError(f"{op.name} ({what}): {e}") from None
 
 
 def cat(tensors, dim=0):

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from . import emu_memory
+
 DEVICES = ("cpu", "emu", "cuda")
 
 
@@ -55,8 +57,51 @@ def to_numpy(array):
 
 
 def move(array, device):
-    """The array as the array type of `device` (a copy only when it must cross to or from the GPU)."""
+    """The array as the array type of `device`: a copy when it must cross to or from the GPU, or
+    into emu memory (kernels on emu only see arrays of emu_empty); else the array itself."""
     if device == "cuda":
         import cupy
         return cupy.asarray(array)
-    return to_numpy(array)
+    array = to_numpy(array)
+    if device == "emu" and not is_emu_array(array):
+        copy = emu_empty(array.shape, array.dtype)
+        copy[...] = array
+        return copy
+    return array
+
+
+def empty(device, shape, dtype=np.float32):
+    """A new uninitialized C-contiguous array of the device."""
+    if device == "cuda":
+        import cupy
+        return cupy.empty(shape, dtype)
+    return emu_empty(shape, dtype) if device == "emu" else np.empty(shape, dtype)
+
+
+def zeros(device, shape, dtype=np.float32):
+    a = empty(device, shape, dtype)
+    a.fill(0)
+    return a
+
+
+def full(device, shape, value, dtype=np.float32):
+    a = empty(device, shape, dtype)
+    a.fill(value)
+    return a
+
+
+def copy(array, device):
+    """A new array of `device` holding the values of `array` (of any device)."""
+    a = empty(device, array.shape, array.dtype)
+    a[...] = array if device == "cuda" or isinstance(array, np.ndarray) else array.get()
+    return a
+
+
+# -- emu memory: one allocator for every array a kernel on emu may touch (microst.emu_memory) -----
+EMU_ALIGNMENT = emu_memory.ALIGNMENT
+emu_empty = emu_memory.empty
+
+
+def is_emu_array(array):
+    """True for an array (or a view of one) in emu memory."""
+    return emu_memory.block_of(array) is not None

@@ -1,6 +1,6 @@
 """Differentiable functions on Tensors, with the names, argument order and semantics of
 torch.nn.functional where a twin exists (import as F). Each is one op from microst/ops."""
-from .autograd import apply, Tensor
+from .autograd import apply, cat, Tensor  # noqa: F401 (cat: torch.cat's twin, here for one namespace)
 from .ops import activation, conv, loss, norm, pad as pad_op, pool
 
 
@@ -67,10 +67,24 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """Normalize each channel over (N, H, W). training=True uses the batch statistics and updates
     running_mean/running_var in place (running = (1 - momentum) * running + momentum * batch,
     variance unbiased); training=False normalizes with the running statistics."""
+    return _batch_norm(norm.BatchNorm, input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def instance_norm_relu(input, weight=None, bias=None, eps=1e-5):
+    """relu(instance_norm(input, weight, bias, eps)), one op (one pass on the kernel devices)."""
+    return apply(norm.InstanceNormRelu, input, weight, bias, eps=eps)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """relu(batch_norm(...)), one op (one pass on the kernel devices)."""
+    return _batch_norm(norm.BatchNormRelu, input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _batch_norm(op, input, running_mean, running_var, weight, bias, training, momentum, eps):
     for name, t in (("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and not isinstance(t, Tensor):
             raise TypeError(f"batch_norm: {name} must be a Tensor or None, got {type(t).__name__}")
-    return apply(norm.BatchNorm, input, weight, bias,
+    return apply(op, input, weight, bias,
                  running_mean=None if running_mean is None else running_mean.data,
                  running_var=None if running_var is None else running_var.data,
                  training=training, momentum=momentum, eps=eps)

@@ -13,12 +13,12 @@ A generator checkpoint is one HDF5 file:
     /optimizer        training checkpoints only: attributes type, hyper (JSON); /optimizer/I/KEY one
                       dataset per state array of parameter I, scalars (Adam's step) as attributes
     rng_state         training checkpoints only: attribute, JSON of microst.random.get_state()
-    /history          training checkpoints only: (iterations, 5) float64, columns in its "columns"
-                      attribute (iteration, total, content, style, tv)
+    /history          training checkpoints only: (iterations, columns) float64, the columns named in
+                      its "columns" attribute (iteration, total, then the loss terms of the run)
 
-It is written to PATH.tmp in the same directory and renamed over PATH, so a crash never leaves a
-half-written checkpoint. load_model(path_or_name) rebuilds the network from the file alone; a
-bundled style loads by its name (weights/styles/NAME.h5).
+Images and checkpoints are written atomically (microst.files.atomic_write: a temporary file in the
+same folder, renamed over PATH), so a crash never leaves a half-written one. load_model(path_or_name)
+rebuilds the network from the file alone; a bundled style loads by its name (weights/styles/NAME.h5).
 """
 import json
 import os
@@ -28,11 +28,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
+from .files import atomic_write
+from .version import __version__
 
 CHECKPOINT_FORMAT = "microst-generator/1"
 STYLES_DIR = Path(__file__).resolve().parent.parent / "weights" / "styles"
-HISTORY_COLUMNS = ("iteration", "total", "content", "style", "tv")
-
+# the image files microst reads (folders are searched for these) and writes
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -77,20 +78,29 @@ def load_image(path, size=None):
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
+def check_image_path(path):
+    """A UserError unless `path` ends with one of IMAGE_SUFFIXES (check outputs before any work)."""
+    if not str(path).lower().endswith(IMAGE_SUFFIXES):
+        raise UserError(f"{path}: unknown image format {Path(path).suffix!r}; end the name with one of "
+                        f"{', '.join(IMAGE_SUFFIXES)}")
+
+
 def save_image(path, image, quality=95):
-    """Write a (3, H, W) RGB array in [0, 255] (clipped); the format follows the file's extension
-    (JPEG and WebP at `quality`)."""
+    """Write a (3, H, W) RGB array in [0, 255] (clipped), atomically; the format follows the file's
+    extension, one of IMAGE_SUFFIXES (JPEG and WebP at `quality`)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"save_image: expected a (3, H, W) array, got shape {image.shape}")
-    pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    try:
-        extra = {"quality": quality} if str(path).lower().endswith((".jpg", ".jpeg", ".webp")) else {}
-        Image.fromarray(pixels).save(path, **extra)
-    except (ValueError, KeyError) as e:  # Pillow: unknown extension
-        raise UserError(f"{path}: cannot write this format ({e}); use .jpg, .png or .webp") from None
+    check_image_path(path)
+    save_pillow(path, Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(1, 2, 0)), quality)
+
+
+def save_pillow(path, im, quality=95):
+    """Write a Pillow image atomically, in the format its file's extension names."""
+    fmt = Image.registered_extensions()[Path(path).suffix.lower()]
+    extra = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_write(path) as tmp:
+        im.save(tmp, format=fmt, **extra)
 
 
 def find_images(folder):
@@ -103,61 +113,53 @@ def find_images(folder):
 
 # -- generator checkpoints ---------------------------------------------------------------------
 def save_checkpoint(path, model, style=None, iteration=0, training=None, optimizer=None, rng_state=None,
-                    history=None, dtype=None):
+                    history=None, history_columns=None, dtype=None):
     """Write `model` (a microst.models generator, with .config) to `path` (HDF5), atomically.
 
     style: the style image's name; iteration: training iterations done; training: the training
-    options (a JSON-serializable dict); optimizer, rng_state, history: the extra state of a
-    training checkpoint (an Optimizer, microst.random.get_state(), a list of rows as
-    HISTORY_COLUMNS). dtype: store the weights as float16 to halve the file (they load back as
-    float32); default: as they are.
+    options (a JSON-serializable dict); optimizer, rng_state, history, history_columns: the extra
+    state of a training checkpoint (an Optimizer, microst.random.get_state(), a list of rows and the
+    names of their columns). dtype: store the weights as float16 to halve the file (they load back
+    as float32); default: as they are.
     """
     import h5py
-    from . import __version__
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            f.attrs["format"] = CHECKPOINT_FORMAT
-            f.attrs["config"] = json.dumps(model.config)
-            f.attrs["style"] = style or ""
-            f.attrs["iteration"] = int(iteration)
-            f.attrs["training"] = json.dumps(training or {})
-            f.attrs["microst_version"] = __version__
-            group = f.create_group("model", track_order=True)
-            for name, value in model.state_dict().items():
-                group.create_dataset(name, data=value if dtype is None else value.astype(dtype), track_times=False)
-            if optimizer is not None:
-                state = optimizer.state_dict()
-                og = f.create_group("optimizer", track_order=True)
-                og.attrs["type"] = type(optimizer).__name__
-                og.attrs["hyper"] = json.dumps(state["hyper"])
-                og.attrs["count"] = len(state["state"])
-                for i, entry in enumerate(state["state"]):
-                    pg = og.create_group(str(i), track_order=True)
-                    for key, value in entry.items():
-                        if isinstance(value, np.ndarray) and value.ndim:
-                            pg.create_dataset(key, data=value, track_times=False)
-                        else:
-                            pg.attrs[key] = value.item() if isinstance(value, np.generic) else value
-            if rng_state is not None:
-                f.attrs["rng_state"] = json.dumps(rng_state)
-            if history is not None:
-                rows = np.asarray(history, np.float64).reshape(-1, len(HISTORY_COLUMNS))
-                f.create_dataset("history", data=rows, track_times=False)
-                f["history"].attrs["columns"] = json.dumps(HISTORY_COLUMNS)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs["format"] = CHECKPOINT_FORMAT
+        f.attrs["config"] = json.dumps(model.config)
+        f.attrs["style"] = style or ""
+        f.attrs["iteration"] = int(iteration)
+        f.attrs["training"] = json.dumps(training or {})
+        f.attrs["microst_version"] = __version__
+        group = f.create_group("model", track_order=True)
+        for name, value in model.state_dict().items():
+            group.create_dataset(name, data=value if dtype is None else value.astype(dtype), track_times=False)
+        if optimizer is not None:
+            state = optimizer.state_dict()
+            og = f.create_group("optimizer", track_order=True)
+            og.attrs["type"] = type(optimizer).__name__
+            og.attrs["hyper"] = json.dumps(state["hyper"])
+            og.attrs["count"] = len(state["state"])
+            for i, entry in enumerate(state["state"]):
+                pg = og.create_group(str(i), track_order=True)
+                for key, value in entry.items():
+                    if isinstance(value, np.ndarray) and value.ndim:
+                        pg.create_dataset(key, data=value, track_times=False)
+                    else:
+                        pg.attrs[key] = value.item() if isinstance(value, np.generic) else value
+        if rng_state is not None:
+            f.attrs["rng_state"] = json.dumps(rng_state)
+        if history is not None:
+            rows = np.asarray(history, np.float64).reshape(-1, len(history_columns))
+            f.create_dataset("history", data=rows, track_times=False)
+            f["history"].attrs["columns"] = json.dumps(list(history_columns))
     return path
 
 
 class Checkpoint:
     """What load_checkpoint read: config, state (name -> float32 array), style, iteration,
     training (dict), optimizer (an Optimizer.state_dict() or None), rng_state (or None),
-    history (list of rows, possibly empty), version, path."""
+    history (list of rows, possibly empty), history_columns (their names), version, path."""
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
@@ -200,10 +202,11 @@ def load_checkpoint(path):
                 optimizer = {"type": og.attrs["type"], "hyper": json.loads(og.attrs["hyper"]), "state": entries}
             rng_state = json.loads(f.attrs["rng_state"]) if "rng_state" in f.attrs else None
             history = f["history"][()].tolist() if "history" in f else []
+            columns = tuple(json.loads(f["history"].attrs["columns"])) if "history" in f else ()
             return Checkpoint(path=path, config=config, state=state, style=str(f.attrs.get("style", "")),
                               iteration=int(f.attrs.get("iteration", 0)),
                               training=json.loads(f.attrs.get("training", "{}")), optimizer=optimizer,
-                              rng_state=rng_state, history=history,
+                              rng_state=rng_state, history=history, history_columns=columns,
                               version=str(f.attrs.get("microst_version", "")))
     except UserError:
         raise
@@ -233,10 +236,10 @@ def resolve_model_path(path_or_name):
 def load_model(path_or_name, device="cpu"):
     """The generator stored in a checkpoint (a path, or a bundled style's name), in eval mode, on
     `device`. model.checkpoint holds what else the file says (style, iteration, training options)."""
-    from .models.generator import build
+    from .models import build_generator
     ckpt = load_checkpoint(resolve_model_path(path_or_name))
     try:
-        model = build(ckpt.config)
+        model = build_generator(ckpt.config)
         model.load_state_dict(ckpt.state)
     except (TypeError, ValueError, KeyError) as e:
         raise _checkpoint_error(ckpt.path, f"does not match its architecture config "

@@ -24,7 +24,9 @@ style 5. Measured here on 256x256 photos and the paintings of ../shared/data (ra
 So an untrained generator's first outputs (near gray) start with the weighted style term ten to
 fifty times the content term; once the colours and textures are learnt the two are of the same
 order (Gatys's optimization at these weights ends near content 8e4, style 2e4). The TV weight 1
-keeps the TV term around 1% of the total: a mild smoothing. Raise style_weight for more style.
+keeps the TV term around 1% of the total: a mild smoothing. These defaults are every command's
+(train and the optimization baseline alike). Raise style_weight for more style; raise tv_weight
+(e.g. 10) when optimizing pixels directly leaves high-frequency noise.
 """
 import numpy as np
 
@@ -121,11 +123,17 @@ class PerceptualLoss:
         terms = loss(output, content)                    # {"content", "style", "tv", "total"}
         terms["total"].backward()
 
+    `terms` names the loss terms, in order, as the returned dict has them besides "total": training
+    histories, their columns and plots, and progress lines take the names from here, so that a new
+    term (temporal, multi-style) is added in one place.
+
     vgg: a VGG16Features that computes every layer named here (its own `layers` do not matter).
     style_image: (1, 3, H, W) RGB in [0, 255] (any size; Grams do not depend on it).
     The terms returned are already weighted; total is their sum. content=None (texture
     synthesis) makes the content term 0. See the module docstring for the scales and defaults.
     """
+
+    terms = ("content", "style", "tv")
 
     def __init__(self, vgg, style_image, content_weight=DEFAULT_CONTENT_WEIGHT, style_weight=DEFAULT_STYLE_WEIGHT,
                  tv_weight=DEFAULT_TV_WEIGHT, content_layers=DEFAULT_CONTENT_LAYERS,
@@ -168,7 +176,7 @@ class PerceptualLoss:
         if use_style:
             s = style_loss(features, self.style_grams, self.style_layers, self.style_layer_weights) * self.style_weight
         t = tv_loss(output) * self.tv_weight if self.tv_weight != 0 else zero
-        return {"content": c, "style": s, "tv": t, "total": c + s + t}
+        return {**dict(zip(self.terms, (c, s, t))), "total": c + s + t}
 
 
 def _network_order():

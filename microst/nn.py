@@ -162,7 +162,10 @@ class InstanceNorm2d(Module):
         self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
         self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        """relu=True: relu(norm(x)) as one op (F.instance_norm_relu)."""
+        if relu:
+            return F.instance_norm_relu(x, self.weight, self.bias, self.eps)
         return F.instance_norm(x, self.weight, self.bias, self.eps)
 
 
@@ -175,9 +178,11 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", Tensor(np.zeros(num_features, np.float32)))
         self.register_buffer("running_var", Tensor(np.ones(num_features, np.float32)))
 
-    def forward(self, x):
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=self.training, momentum=self.momentum, eps=self.eps)
+    def forward(self, x, relu=False):
+        """relu=True: relu(norm(x)) as one op (F.batch_norm_relu)."""
+        return (F.batch_norm_relu if relu else F.batch_norm)(x, self.running_mean, self.running_var, self.weight,
+                                                             self.bias, training=self.training,
+                                                             momentum=self.momentum, eps=self.eps)
 
 
 class ReLU(Module):

@@ -79,7 +79,8 @@ class Adam(Optimizer):
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         if not state:
-            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
+            state.update(step=0, exp_avg=devices.zeros(p.device, p.shape, p.dtype),
+                         exp_avg_sq=devices.zeros(p.device, p.shape, p.dtype))
         state["step"] += 1
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
         m *= b1

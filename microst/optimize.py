@@ -11,26 +11,28 @@ The L-BFGS here is a small one (no SciPy): the two-loop recursion over the last 
 (s, y) gives the direction, a backtracking line search (Armijo condition, quadratic interpolation)
 the step length; pairs with s·y <= 0 are skipped, so the inverse-Hessian estimate stays positive
 definite. Pixels are free during the optimization and clipped to [0, 255] only when saved.
+
+The loss weights default to microst.losses' (those of training); where the result shows
+high-frequency noise, raise --tv-weight (e.g. 10).
 """
-import argparse
 import math
+import sys
 import time
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
+from . import cli
 from . import device as devices
 from . import losses
 from .autograd import Tensor
 from .errors import UserError, cli_main
-from .io import load_image, save_image
+from .io import check_image_path, load_image, save_image
+from .models.vgg16 import VGG16Features
 from .optim import Adam
 
 MIN_SIDE = 16  # VGG-16 through relu4_3 pools three times
-# Optimizing pixels directly invites high-frequency noise (a generator's smooth output does not),
-# so the baseline smooths ten times more than the losses' default; the other weights are the same.
-DEFAULT_TV_WEIGHT = 10.0
 
 
 class LBFGS:
@@ -115,14 +117,14 @@ class LBFGS:
 
 def stylize(vgg, content, style, iterations=500, optimizer="lbfgs", init="content", lr=5.0,
             content_weight=losses.DEFAULT_CONTENT_WEIGHT, style_weight=losses.DEFAULT_STYLE_WEIGHT,
-            tv_weight=DEFAULT_TV_WEIGHT, content_layers=losses.DEFAULT_CONTENT_LAYERS,
+            tv_weight=losses.DEFAULT_TV_WEIGHT, content_layers=losses.DEFAULT_CONTENT_LAYERS,
             style_layers=losses.DEFAULT_STYLE_LAYERS, style_layer_weights=None, seed=0,
             callback=None, progress=False):
     """Optimize an image so that its VGG features match `content` and its Grams match `style`.
 
     content, style: (3, H, W) arrays, RGB in [0, 255]. Returns (image (3, H, W) NumPy float32, not
-    clipped; history: one dict per iteration with iteration, evals, seconds, content, style, tv, total,
-    starting with iteration 0 = the initial image). callback(iteration, x (3, H, W) array) after each.
+    clipped; history: one dict per iteration with iteration, evals, seconds, total and the loss's
+    terms (PerceptualLoss.terms), starting with iteration 0 = the initial image). callback(iteration, x (3, H, W) array) after each.
     """
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
@@ -189,8 +191,7 @@ def stylize(vgg, content, style, iterations=500, optimizer="lbfgs", init="conten
         record(i)
         if bar is not None:
             h = history[-1]
-            bar.set_postfix_str(f"total {h['total']:.4g} content {h['content']:.4g} style {h['style']:.4g} "
-                                f"tv {h['tv']:.3g}", refresh=False)
+            bar.set_postfix_str(" ".join(f"{k} {h[k]:.4g}" for k in ("total",) + loss.terms), refresh=False)
             bar.update(1)
         if callback is not None:
             callback(i, devices.to_numpy(current()).reshape(content.shape))
@@ -200,40 +201,17 @@ def stylize(vgg, content, style, iterations=500, optimizer="lbfgs", init="conten
 
 
 # -- command line ------------------------------------------------------------------------------
-def _layer_list(text):
-    return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def _float_list(text):
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m microst.optimize",
+    p = cli.ArgumentParser(
+        "python -m microst.optimize",
         description="Style transfer by optimization (Gatys et al.): optimize the pixels of an image so that "
                     "its VGG-16 features match the content image and its Gram matrices match the style image.")
     p.add_argument("--content", required=True, help="the content image (any format Pillow reads)")
     p.add_argument("--style", required=True, help="the style image")
     p.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg, .webp)")
-    p.add_argument("--size", type=_positive_int, default=512,
-                   help="longest side of the content image and the result, in pixels (default 512)")
-    p.add_argument("--style-size", type=_positive_int,
-                   help="longest side the style image is resized to (default: --size)")
-    p.add_argument("--iterations", type=_positive_int, default=500, help="optimizer iterations (default 500)")
+    cli.add_size(p, help="longest side of the content image and the result, in pixels (default 512)")
+    p.add_argument("--style-size", type=cli.pixels, help="longest side the style image is resized to (default: --size)")
+    p.add_argument("--iterations", type=cli.positive_int, default=500, help="optimizer iterations (default 500)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                    help="lbfgs (default; each iteration may evaluate the loss more than once) or adam")
     p.add_argument("--lr", type=float, default=5.0, help="Adam's learning rate, in pixel units (default 5)")
@@ -243,21 +221,19 @@ def build_parser():
                    help=f"weight of the content loss (default {losses.DEFAULT_CONTENT_WEIGHT:g})")
     p.add_argument("--style-weight", type=float, default=losses.DEFAULT_STYLE_WEIGHT,
                    help=f"weight of the style loss (default {losses.DEFAULT_STYLE_WEIGHT:g}); raise it for more style")
-    p.add_argument("--tv-weight", type=float, default=DEFAULT_TV_WEIGHT,
-                   help=f"weight of the total variation loss (default {DEFAULT_TV_WEIGHT:g})")
-    p.add_argument("--content-layers", type=_layer_list, default=losses.DEFAULT_CONTENT_LAYERS,
-                   help=f"VGG layers of the content loss, comma-separated (default {','.join(losses.DEFAULT_CONTENT_LAYERS)})")
-    p.add_argument("--style-layers", type=_layer_list, default=losses.DEFAULT_STYLE_LAYERS,
-                   help=f"VGG layers of the style loss (default {','.join(losses.DEFAULT_STYLE_LAYERS)})")
-    p.add_argument("--style-layer-weights", type=_float_list,
+    p.add_argument("--tv-weight", type=float, default=losses.DEFAULT_TV_WEIGHT,
+                   help=f"weight of the total variation loss (default {losses.DEFAULT_TV_WEIGHT:g}; raise it, "
+                        f"e.g. 10, against high-frequency noise)")
+    cli.add_layers(p)
+    p.add_argument("--style-layer-weights", type=cli.number_list,
                    help="one weight per style layer, comma-separated (default 1 each)")
-    p.add_argument("--save-every", type=int, default=0, metavar="N",
+    p.add_argument("--save-every", type=cli.non_negative_int, default=0, metavar="N",
                    help="also write a snapshot every N iterations, next to the output as NAME_0100.png")
-    p.add_argument("--weights", help="the VGG-16 HDF5 weights (default weights/vgg16.h5 of this repository)")
-    p.add_argument("--device", default=None,
-                   help="cpu, emu, cuda or auto (default: $MICROST_DEVICE, else auto)")
+    cli.add_vgg(p)
+    cli.add_device(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the noise initialization (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_progress(p)
+    p.set_defaults(size=512, content_layers=losses.DEFAULT_CONTENT_LAYERS, style_layers=losses.DEFAULT_STYLE_LAYERS)
     return p
 
 
@@ -270,29 +246,20 @@ def _check_size(path, image):
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from .models.vgg16 import VGG16Features, LAYER_NAMES
-
-    for name in args.content_layers + args.style_layers:
-        if name not in LAYER_NAMES:
-            raise UserError(f"unknown VGG layer {name!r}; choose among {', '.join(LAYER_NAMES)}")
     if args.style_layer_weights is not None and len(args.style_layer_weights) != len(args.style_layers):
         raise UserError(f"--style-layer-weights gives {len(args.style_layer_weights)} numbers for "
                         f"{len(args.style_layers)} style layers ({','.join(args.style_layers)})")
     if not args.content_layers and not args.style_layers:
-        raise UserError("no content layer and no style layer: nothing to optimize")
+        raise UserError("--content-layers and --style-layers: both empty; nothing to optimize")
     output = Path(args.output)
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
-        raise UserError(f"{output}: unknown image format {output.suffix!r}; use .png, .jpg or .webp")
-    try:
-        device = devices.resolve(args.device, announce=True)
-    except (ValueError, RuntimeError) as e:
-        raise UserError(str(e)) from None
+    check_image_path(output)
+    device = cli.resolve_device(args.device)
 
     content = load_image(args.content, args.size)
     style = load_image(args.style, args.style_size or args.size)
     _check_size(args.content, content)
     _check_size(args.style, style)
-    vgg = VGG16Features(args.weights, layers=tuple(dict.fromkeys(args.content_layers + args.style_layers)))
+    vgg = VGG16Features(args.vgg, layers=tuple(dict.fromkeys(args.content_layers + args.style_layers)))
     vgg.to(device)
 
     def snapshot(i, x):
@@ -303,15 +270,16 @@ def main(argv=None):
         vgg, content, style, iterations=args.iterations, optimizer=args.optimizer, init=args.init, lr=args.lr,
         content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layers=args.content_layers, style_layers=args.style_layers,
-        style_layer_weights=args.style_layer_weights, seed=args.seed, callback=snapshot, progress=not args.quiet)
+        style_layer_weights=args.style_layer_weights, seed=args.seed, callback=snapshot,
+        progress=not args.no_progress)
     save_image(output, image)
     first, end = history[0], history[-1]
+    terms = ", ".join(f"{k} {first[k]:.4g} -> {end[k]:.4g}" for k in losses.PerceptualLoss.terms)
     print(f"wrote {output} ({image.shape[2]}x{image.shape[1]}): {end['iteration']} {args.optimizer} iterations, "
           f"{end['evals']} loss evaluations, {end['seconds']:.1f} s on {device}; total {first['total']:.4g} -> "
-          f"{end['total']:.4g} (content {first['content']:.4g} -> {end['content']:.4g}, style "
-          f"{first['style']:.4g} -> {end['style']:.4g}, tv {first['tv']:.3g} -> {end['tv']:.3g})")
-    return history
+          f"{end['total']:.4g} ({terms})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

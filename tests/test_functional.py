@@ -1,12 +1,16 @@
 """Every function of microst.functional on `cpu`: forward against tests/reference.py, backward by
 gradient check (float64, random upstream gradient, random direction) at several shapes."""
+import zlib
+
 import numpy as np
 import pytest
 
 import microst
 import microst.functional as F
+from microst import ops
 from microst.gradcheck import check_backward
-from microst.ops import activation, conv, loss, norm, pad, pool
+from microst.lab.family import gradient_check
+from microst.ops import conv_cpu, norm
 
 import reference as ref
 
@@ -21,60 +25,21 @@ def t(a):
     return microst.tensor(np.asarray(a, np.float64))
 
 
-# -- the gradient-check table: name, function of Tensors, inputs, indices held constant, op class --
-def _bn_train(x, w, b):
-    return F.batch_norm(x, None, None, w, b, training=True)
+# -- the gradient checks: every case of every family (microst.ops.<family>.cases()) ------------
+CASES = [pytest.param(case, id=f"{family}: {case.name}") for family in ops.FAMILIES for case in ops.cases(family)]
 
 
-def _bn_eval(x, w, b):
-    c = x.shape[1]
-    mean, var = t(np.linspace(-1, 1, c)), t(np.linspace(0.5, 2, c))
-    return F.batch_norm(x, mean, var, w, b, training=False)
+@pytest.mark.parametrize("case", CASES)
+def test_gradient(case):
+    gradient_check(case, zlib.crc32(case.name.encode()))
 
 
-GRAD_CASES = [
-    ("conv2d 3x3 pad1", lambda x, w, b: F.conv2d(x, w, b, padding=1), [randn(2, 3, 7, 9), randn(4, 3, 3, 3), randn(4)], conv.Conv2d),
-    ("conv2d 3x3 stride2 pad1", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1), [randn(2, 3, 9, 8), randn(5, 3, 3, 3), randn(5)], conv.Conv2d),
-    ("conv2d 9x9 pad4", lambda x, w, b: F.conv2d(x, w, b, padding=4), [randn(1, 3, 11, 10), randn(2, 3, 9, 9), randn(2)], conv.Conv2d),
-    ("conv2d 1x1", lambda x, w, b: F.conv2d(x, w, b), [randn(3, 4, 5, 5), randn(2, 4, 1, 1), randn(2)], conv.Conv2d),
-    ("conv2d 3x3 no bias, no pad", lambda x, w: F.conv2d(x, w), [randn(2, 2, 6, 7), randn(3, 2, 3, 3)], conv.Conv2d),
-    ("conv_transpose2d s2 p1 op1", lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1), [randn(2, 4, 5, 6), randn(4, 3, 3, 3), randn(3)], conv.ConvTranspose2d),
-    ("conv_transpose2d s1 p1", lambda x, w, b: F.conv_transpose2d(x, w, b, 1, 1), [randn(1, 3, 5, 7), randn(3, 2, 3, 3), randn(2)], conv.ConvTranspose2d),
-    ("conv_transpose2d s2 p0", lambda x, w: F.conv_transpose2d(x, w, stride=2), [randn(2, 2, 3, 4), randn(2, 3, 3, 3)], conv.ConvTranspose2d),
-    ("pad reflect", lambda x: F.pad(x, (2, 3, 1, 4), "reflect"), [randn(2, 3, 6, 5)], pad.Pad),
-    ("pad replicate", lambda x: F.pad(x, (3, 1, 2, 2), "replicate"), [randn(1, 2, 4, 5)], pad.Pad),
-    ("pad constant", lambda x: F.pad(x, (1, 2, 0, 3), "constant", 1.5), [randn(2, 2, 3, 4)], pad.Pad),
-    ("interpolate x2", lambda x: F.interpolate(x, scale_factor=2), [randn(2, 3, 3, 5)], pool.UpsampleNearest),
-    ("interpolate x3", lambda x: F.interpolate(x, scale_factor=3), [randn(1, 2, 2, 3)], pool.UpsampleNearest),
-    ("max_pool2d 2", lambda x: F.max_pool2d(x, 2), [randn(2, 3, 7, 8)], pool.MaxPool2d),
-    ("max_pool2d 3 stride 2", lambda x: F.max_pool2d(x, 3, 2), [randn(1, 2, 9, 7)], pool.MaxPool2d),
-    ("avg_pool2d 2", lambda x: F.avg_pool2d(x, 2), [randn(2, 3, 7, 8)], pool.AvgPool2d),
-    ("avg_pool2d 3 stride 1", lambda x: F.avg_pool2d(x, 3, 1), [randn(1, 2, 5, 6)], pool.AvgPool2d),
-    ("relu", F.relu, [randn(2, 3, 5, 5)], activation.Relu),
-    ("leaky_relu", lambda x: F.leaky_relu(x, 0.2), [randn(2, 3, 5, 5)], activation.LeakyRelu),
-    ("tanh", F.tanh, [randn(2, 3, 5, 5)], activation.Tanh),
-    ("sigmoid", F.sigmoid, [3 * randn(2, 3, 5, 5)], activation.Sigmoid),
-    ("instance_norm affine", lambda x, w, b: F.instance_norm(x, w, b), [randn(2, 3, 5, 7), randn(3), randn(3)], norm.InstanceNorm),
-    ("instance_norm plain", lambda x: F.instance_norm(x), [randn(3, 2, 4, 3)], norm.InstanceNorm),
-    ("batch_norm train", _bn_train, [randn(3, 4, 5, 3), randn(4), randn(4)], norm.BatchNorm),
-    ("batch_norm eval", _bn_eval, [randn(2, 3, 4, 5), randn(3), randn(3)], norm.BatchNorm),
-    ("mse_loss", F.mse_loss, [randn(2, 3, 4, 5), randn(2, 3, 4, 5)], loss.MseLoss),
-    ("gram", F.gram, [randn(2, 5, 4, 3)], loss.Gram),
-    ("tv_loss", F.tv_loss, [randn(2, 3, 5, 6)], loss.TvLoss),
-]
-
-
-@pytest.mark.parametrize("name, fn, inputs, op", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
-def test_gradient(name, fn, inputs, op):
-    check_backward(fn, inputs)
-
-
-@pytest.mark.parametrize("name, fn, inputs, op", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
-def test_gradient_check_catches_a_broken_backward(name, fn, inputs, op, break_backward):
+@pytest.mark.parametrize("case", [c for c in CASES if c.values[0].op is not None])
+def test_gradient_check_catches_a_broken_backward(case, break_backward):
     """The check above can fail: one input gradient of the op 1% off, and it must."""
-    break_backward(op)
+    break_backward(case.op)
     with pytest.raises(AssertionError, match="directional derivative"):
-        check_backward(fn, inputs)
+        gradient_check(case, zlib.crc32(case.name.encode()))
 
 
 def test_norm_backward_without_variance_term_fails_random_gy_but_passes_sum():
@@ -83,7 +48,8 @@ def test_norm_backward_without_variance_term_fails_random_gy_but_passes_sum():
     x, w, b = randn(2, 3, 4, 5), np.ones(3), np.zeros(3)
 
     def wrong(self, dy):
-        return self.rstd * (dy - dy.mean(axis=(2, 3), keepdims=True)), None, None
+        rstd = self.rstd.reshape(dy.shape[0], dy.shape[1], 1, 1)
+        return rstd * (dy - dy.mean(axis=(2, 3), keepdims=True)), None, None
 
     real = norm.InstanceNorm.backward
     norm.InstanceNorm.backward = wrong
@@ -191,7 +157,7 @@ def test_float32_is_kept():
 @pytest.mark.parametrize("stride, padding", [(1, 1), (2, 1), (2, 0)])
 def test_conv_in_bands_of_output_rows(stride, padding, monkeypatch):
     """Large convolutions build im2col a band of output rows at a time: force many small bands."""
-    monkeypatch.setattr(conv, "BAND_ELEMENTS", 200)
+    monkeypatch.setattr(conv_cpu, "BAND_ELEMENTS", 200)
     x, w, b = randn(2, 3, 9, 8), randn(4, 3, 3, 3), randn(4)
     np.testing.assert_allclose(F.conv2d(t(x), t(w), t(b), stride, padding).numpy(),
                                ref.conv2d(x, w, b, stride, padding), rtol=1e-10, atol=1e-10)

@@ -42,12 +42,15 @@ def test_exif_orientation_alpha_and_grayscale(tmp_path):
 
 def test_save_image_format_from_extension(tmp_path):
     img = (R.random((3, 8, 9)) * 255).astype(np.float32)
-    for name, fmt in (("a.png", "PNG"), ("b.jpg", "JPEG"), ("c.webp", "WEBP")):
+    for name, fmt in (("a.png", "PNG"), ("b.jpg", "JPEG"), ("c.webp", "WEBP"), ("d.bmp", "BMP"), ("e.TIF", "TIFF")):
         mio.save_image(tmp_path / "sub" / name, img)
         with Image.open(tmp_path / "sub" / name) as im:
             assert im.format == fmt and im.size == (9, 8)
     np.testing.assert_array_equal(mio.load_image(tmp_path / "sub" / "a.png"), np.rint(img))
-    with pytest.raises(UserError, match=r"x\.unknownext: cannot write this format"):
+    assert sorted(p.suffix.lower() for p in (tmp_path / "sub").iterdir()) == sorted(
+        s for s in mio.IMAGE_SUFFIXES if s not in (".jpeg", ".tiff"))  # what is read is written, nothing else
+    with pytest.raises(UserError, match=r"x\.unknownext: unknown image format '\.unknownext'; end the name with one "
+                                        r"of \.jpg, \.jpeg, \.png"):
         mio.save_image(tmp_path / "x.unknownext", img)
 
 
@@ -70,7 +73,7 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path, make):
     net(x, seed=1)  # batch norm: move the running statistics away from their initial values
     net.eval()
     path = mio.save_checkpoint(tmp_path / "net.h5", net, style="wave", iteration=123, training={"lr": 0.001})
-    assert not (tmp_path / "net.h5.tmp").exists()
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left
     loaded = microst.load_model(path)
     assert type(loaded) is type(net) and loaded.config == net.config and not loaded.training
     for (k, a), (k2, b) in zip(net.state_dict().items(), loaded.state_dict().items()):
@@ -95,10 +98,11 @@ def test_training_checkpoint_keeps_optimizer_rng_and_history(tmp_path):
         opt.step()
     rng_state = microst.random.get_state()
     history = [[1, 5.0, 1.0, 4.0, 0.0], [2, 4.5, 1.0, 3.5, 0.0]]
+    columns = ("iteration", "total", "content", "style", "tv")
     path = mio.save_checkpoint(tmp_path / "ckpt.h5", net, iteration=2, optimizer=opt, rng_state=rng_state,
-                               history=history)
+                               history=history, history_columns=columns)
     ckpt = mio.load_checkpoint(path)
-    assert ckpt.rng_state == rng_state and ckpt.history == history
+    assert ckpt.rng_state == rng_state and ckpt.history == history and ckpt.history_columns == columns
     restored = Adam(TransformerNet(width=0.125).parameters(), lr=1.0)
     restored.load_state_dict(ckpt.optimizer)
     assert restored.lr == 2e-3
@@ -166,3 +170,16 @@ def test_bad_checkpoints_give_one_clear_line(tmp_path):
         with pytest.raises(UserError, match=message) as e:
             microst.load_model(tmp_path / name)
         assert "\n" not in str(e.value) and str(e.value).startswith(str(tmp_path / name))
+
+
+def test_atomic_write_keeps_the_old_file_until_the_new_one_is_whole(tmp_path):
+    from microst.files import atomic_write
+    target = tmp_path / "deep" / "out.txt"
+    with atomic_write(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_text("first")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half of the sec")
+            raise RuntimeError("crash")
+    assert target.read_text() == "first" and list(target.parent.iterdir()) == [target]

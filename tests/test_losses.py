@@ -113,8 +113,9 @@ def test_gradient_check_catches_a_wrong_gram_backward(monkeypatch):
     instead of (dG + dGᵀ) F, right only for symmetric dG) must fail it."""
     from microst.ops import loss as loss_ops
 
-    def wrong(self, dy):
-        return ((2 * np.matmul(dy, self.f) * self.scale).reshape(self.x_shape),)
+    def wrong(self, dy):  # the op keeps its input F as self.x (N, C, H, W)
+        n, c, h, w = self.x.shape
+        return ((2 * np.matmul(dy, self.x.reshape(n, c, h * w)) / (c * h * w)).reshape(self.x.shape),)
 
     vgg = tiny_vgg()
     monkeypatch.setattr(loss_ops.Gram, "backward", wrong)

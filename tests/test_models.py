@@ -5,7 +5,8 @@ import pytest
 
 import microst
 from microst.models import TextureNet, TransformerNet
-from microst.models.generator import build, frozen_norm_statistics, reflect_pad
+from microst.models import build_generator
+from microst.models.generator import frozen_norm_statistics, reflect_pad
 from microst.models.johnson import ResidualBlock
 
 R = np.random.default_rng(3)
@@ -194,12 +195,12 @@ def test_bad_options():
     with pytest.raises(ValueError, match=r"expected an \(N, 3, H, W\)"):
         TransformerNet(width=0.125)(microst.tensor(np.zeros((1, 4, 8, 8), np.float32)))
     with pytest.raises(ValueError, match="unknown generator"):
-        build({"model": "pix2pix"})
+        build_generator({"model": "pix2pix"})
 
 
 def test_config_rebuilds_the_same_architecture():
     for net in (TransformerNet(norm="batch", upsample="nearest", width=0.25), TextureNet(scales=3, channels=3)):
-        twin = build(net.config)
+        twin = build_generator(net.config)
         assert type(twin) is type(net) and twin.config == net.config
         assert {k: v.shape for k, v in twin.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
 

@@ -137,7 +137,7 @@ def test_cli_adam_noise_and_custom_layers(capsys, tmp_path):
     status, out, err = run(capsys, "--content", content, "--style", style, "-o", tmp_path / "o.jpg",
                            "--size", 24, "--iterations", 2, "--optimizer", "adam", "--init", "noise",
                            "--content-layers", "relu1_2", "--style-layers", "relu1_1,relu2_1",
-                           "--style-layer-weights", "1,0.5", "--quiet")
+                           "--style-layer-weights", "1,0.5", "--no-progress")
     assert status == 0, err
     assert Image.open(tmp_path / "o.jpg").size == (24, 19)
 
@@ -151,7 +151,7 @@ def test_cli_converts_odd_images(capsys, tmp_path, mode, exif, expected):
     content = photo(tmp_path / f"c{suffix}", mode=mode, exif_rotation=exif)
     style = photo(tmp_path / f"s{suffix}", (24, 24), mode=mode, exif_rotation=exif)
     status, out, err = run(capsys, "--content", content, "--style", style, "-o", tmp_path / "o.png",
-                           "--size", 24, "--iterations", 1, "--quiet")
+                           "--size", 24, "--iterations", 1, "--no-progress")
     assert status == 0, err
     assert Image.open(tmp_path / "o.png").size == expected
     assert load_image(content, 24).shape == (3, expected[1], expected[0])
@@ -184,16 +184,17 @@ def _bad_h5(path, kind):
     ("missing weights", r"none\.h5: no such file"),
     ("truncated weights", r"cut\.h5: .*truncated"),
     ("not vgg weights", r"other\.h5: no layer block1_conv1: this is not a VGG-16 weight file"),
-    ("bad layer", r"unknown VGG layer 'relu9_1'"),
+    ("bad layer", r"argument --style-layers: unknown VGG-16 layer 'relu9_1'"),
     ("bad layer weights", r"--style-layer-weights gives 2 numbers for 4 style layers"),
     ("too small", r"only 8x6 pixels at this size; VGG-16 needs at least 16"),
     ("bad output", r"out\.xyz: unknown image format"),
-    ("bad device", r"unknown device 'tpu'"),
+    ("bad device", r"argument --device: invalid choice: 'tpu'"),
+    ("bad size", r"argument --size: '0' is not a positive number of pixels"),
 ])
 def test_cli_bad_input(capsys, tmp_path, case, pattern):
     good = photo(tmp_path / "good.png")
     argv = {"--content": good, "--style": good, "-o": tmp_path / "o.png", "--size": 24, "--iterations": 1,
-            "--quiet": None}
+            "--no-progress": None}
     if case == "missing content":
         argv["--content"] = tmp_path / "nope.jpg"
     elif case == "unreadable content":
@@ -202,11 +203,11 @@ def test_cli_bad_input(capsys, tmp_path, case, pattern):
     elif case == "missing style":
         argv["--style"] = tmp_path / "nope.png"
     elif case == "missing weights":
-        argv["--weights"] = tmp_path / "none.h5"
+        argv["--vgg"] = tmp_path / "none.h5"
     elif case == "truncated weights":
-        argv["--weights"] = _bad_h5(tmp_path / "cut.h5", "truncated")
+        argv["--vgg"] = _bad_h5(tmp_path / "cut.h5", "truncated")
     elif case == "not vgg weights":
-        argv["--weights"] = _bad_h5(tmp_path / "other.h5", "other")
+        argv["--vgg"] = _bad_h5(tmp_path / "other.h5", "other")
     elif case == "bad layer":
         argv["--style-layers"] = "relu1_2,relu9_1"
     elif case == "bad layer weights":
@@ -217,6 +218,8 @@ def test_cli_bad_input(capsys, tmp_path, case, pattern):
         argv["-o"] = tmp_path / "out.xyz"
     elif case == "bad device":
         argv["--device"] = "tpu"
+    elif case == "bad size":
+        argv["--size"] = 0
     flat = []
     for k, v in argv.items():
         flat += [k] if v is None else [k, v]

@@ -1,13 +1,18 @@
 """python -m microst.stylize on `cpu`: tiling equals the untiled result, colour preservation, the noise
-seed, EXIF/grayscale/alpha inputs, folders, output formats, and one-line errors with exit status 2."""
+seed, EXIF/grayscale/alpha inputs, folders, output formats, the job loop with its atomic saves, and
+one-line errors with exit status 2."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import microst
 from microst import io as mio
+from microst.jobs import Job, Stylizer, jobs
 from microst.models import TextureNet, TransformerNet
-from microst.stylize import main, preserve_colors, stylize, stylize_tiled
+from microst.stylize import main
+from microst.transfer import preserve_colors, stylize, stylize_tiled
 
 R = np.random.default_rng(11)
 
@@ -125,11 +130,12 @@ def test_bad_input_is_one_clear_line_and_exit_2(styles, tmp_path, capsys):
         ([ok, ok, "--model", "tiny", "-o", "x.png"], "names one output file but there are 2 input images"),
         ([ok, "--model", "tiny", "-o", str(tmp_path / "x.gif2")], "unknown image format"),
         ([ok, "--model", "tiny", "-o", ok], "would overwrite its own input"),
-        ([ok, "--model", "tiny", "--tile", "0"], "--tile 0: must be a positive number"),
+        ([ok, "--model", "tiny", "--tile", "0"], "argument --tile: '0' is not a positive number of pixels"),
+        ([ok, "--model", "tiny", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as e:
-            main(argv + ["--device", "cpu"])
+            main(["--device", "cpu"] + argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
@@ -143,3 +149,33 @@ def test_the_bundled_style_on_the_sample_photo(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     out = mio.load_image(tmp_path / "wave.jpg")
     assert out.shape == (3, 64, 96) and out.std() > 10
+
+
+def test_the_job_loop_maps_inputs_to_outputs_and_reports_each(styles, tmp_path):
+    """jobs() decides every output up front; Stylizer.run does load -> run -> save -> report per image."""
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.bmp", "sub/c.gif"):
+        Image.fromarray(photo(12, 16).transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / "in" / name)
+    todo = jobs([str(tmp_path / "in"), str(tmp_path / "in" / "sub" / "c.gif")], out_dir=tmp_path / "out", style="s")
+    assert [(Path(j.input).name, j.output.relative_to(tmp_path / "out").as_posix()) for j in todo] == [
+        ("a.png", "a_s.png"), ("b.bmp", "sub/b_s.bmp"), ("c.gif", "c_s.jpg")]  # .gif: not a format we write
+    reported = []
+    results = Stylizer(microst.load_model("tiny"), "cpu", size=8, report=reported.append).run(todo)
+    assert reported == results and [(r.width, r.height) for r in results] == [(8, 6)] * 3
+    assert str(results[0]).startswith(f"{todo[0].input} -> {todo[0].output} (8x6, ")
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a_s.png", "b_s.bmp", "c_s.jpg", "sub"]
+
+
+def test_a_failed_save_leaves_no_partial_output(styles, tmp_path, monkeypatch):
+    Image.fromarray(photo(12, 16).transpose(1, 2, 0).astype(np.uint8)).save(tmp_path / "p.png")
+    (tmp_path / "out.png").write_bytes(b"the previous result")
+
+    def crash(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"half an ima")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        Stylizer(microst.load_model("tiny"), "cpu").run_job(Job(str(tmp_path / "p.png"), tmp_path / "out.png"))
+    assert (tmp_path / "out.png").read_bytes() == b"the previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "p.png", "styles"]

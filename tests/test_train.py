@@ -186,11 +186,15 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys):
         (["--style", str(style), "--data", str(tmp_path / "absent")], "absent: no such folder"),
         (["--data", str(data)], "--style: missing"),
         (["--resume", str(tmp_path / "corrupt.h5")], "corrupt.h5: not a readable HDF5 file"),
-        (["--style", str(style), "--data", str(data), "--style-layers", "relu9_9"], "unknown VGG-16 layer 'relu9_9'"),
+        (["--style", str(style), "--data", str(data), "--style-layers", "relu9_9"],
+         "argument --style-layers: unknown VGG-16 layer 'relu9_9'"),
+        (["--style", str(style), "--data", str(data), "--iterations", "0"],
+         "argument --iterations: '0' is not a positive whole number"),
+        (["--style", str(style), "--data", str(data), "--device", "foo"], "argument --device: invalid choice: 'foo'"),
         (["--style", str(style), "--data", str(data), "--model", "johnson", "--no-content"], "--no-content"),
     ]
     for argv, message in cases:
-        code, err = run_main(argv + ["--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"], capsys)
+        code, err = run_main(["--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"] + argv, capsys)
         assert code == 2, argv
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
 
@@ -222,3 +226,45 @@ def test_command_line_end_to_end(tmp_path):
     assert "p0.jpg -> out.png (80x64," in run.stdout
     with Image.open(tmp_path / "out.png") as im:
         assert im.size == (80, 64)
+
+
+def test_setup_step_and_loop_are_apart(tmp_path):
+    """Driving a Trainer by hand (batch, step, record) is train()'s loop: the same history and weights;
+    the history's columns are the loss's terms."""
+    from microst.losses import PerceptualLoss
+    from microst.training import Trainer
+    style, data = make_images(tmp_path)
+    vgg = tiny_vgg()
+    opts, _ = options(style, data, tmp_path / "loop", "--iterations", "2")
+    looped = train(opts, vgg=vgg, log=quiet)
+
+    opts, _ = options(style, data, tmp_path / "hand", "--iterations", "2")
+    trainer = Trainer(opts, vgg=vgg, log=quiet)
+    assert trainer.columns == ("iteration", "total") + PerceptualLoss.terms
+    for _ in range(2):
+        terms = trainer.step(trainer.batch())
+        assert set(terms) == set(trainer.columns[1:])
+        trainer.record(terms)
+    assert trainer.history == looped["history"] and trainer.done == 2
+    for (name, a), (_, b) in zip(looped["model"].state_dict().items(), trainer.model.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    written = json.loads((tmp_path / "loop" / "history.json").read_text())
+    assert tuple(written) == trainer.columns
+    assert mio.load_checkpoint(tmp_path / "loop" / "checkpoint.h5").history_columns == trainer.columns
+
+
+def test_resume_reads_the_layer_options_of_older_checkpoints(tmp_path):
+    """Checkpoints written before layers were lists hold them as comma-separated strings."""
+    import h5py
+    style, data = make_images(tmp_path)
+    opts, _ = options(style, data, tmp_path / "run", "--iterations", "1")
+    train(opts, vgg=tiny_vgg(), log=quiet)
+    path = tmp_path / "run" / "checkpoint.h5"
+    with h5py.File(path, "r+") as f:
+        training = json.loads(f.attrs["training"])
+        assert training["style_layers"] == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+        training.update(content_layers="relu2_2", style_layers="relu1_2,relu2_2,relu3_3,relu4_3")
+        f.attrs["training"] = json.dumps(training)
+    opts, ckpt = resolve_options(["--resume", str(path), "--iterations", "2", "--style-layers",
+                                  "relu1_2,relu2_2,relu3_3,relu4_3"])
+    assert opts["content_layers"] == ("relu2_2",) and len(train(opts, ckpt, vgg=tiny_vgg(), log=quiet)["history"]) == 2

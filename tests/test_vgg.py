@@ -7,6 +7,7 @@ import pytest
 
 import microst
 from microst import weights as W
+from microst.models import vgg16_h5 as H
 from microst.errors import UserError
 from microst.models import VGG16Features
 
@@ -75,7 +76,7 @@ def numpy_vgg(x, weights, upto):
 
 def test_matches_numpy_reference_with_caffe_preprocessing():
     x = image(1, 14, 12, seed=1)
-    weights = W.load_vgg16(None, W.CONV_NAMES[:4])
+    weights = H.load_vgg16(None, H.CONV_NAMES[:4])
     expected = numpy_vgg(x, weights, "relu2_2")
     got = VGG16Features(layers=("relu1_1", "relu2_2"))(microst.tensor(x))
     for layer in ("relu1_1", "relu2_2"):
@@ -96,7 +97,7 @@ def test_weights_are_frozen_and_the_gradient_reaches_the_input(vgg):
 def test_gradient_through_the_real_network_by_finite_differences():
     """Float64 copy of the first two blocks: backward against central differences."""
     from microst.gradcheck import check_backward
-    weights = {k: (w.astype(np.float64), b.astype(np.float64)) for k, (w, b) in W.load_vgg16(None, W.CONV_NAMES[:4]).items()}
+    weights = {k: (w.astype(np.float64), b.astype(np.float64)) for k, (w, b) in H.load_vgg16(None, H.CONV_NAMES[:4]).items()}
     net = VGG16Features(layers=("relu2_2",), weights=weights)
     check_backward(lambda x: net(x)["relu2_2"], [image(1, 8, 6, seed=2).astype(np.float64)], eps=1e-3)
 
@@ -131,7 +132,7 @@ def test_bad_construction(tmp_path):
 def test_reads_the_keras_notop_file_layout(tmp_path, vgg):
     """The same weights in the layout of vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 give the same features."""
     from test_weights import write_keras1_notop
-    write_keras1_notop(tmp_path / "notop.h5", W.load_vgg16(None, W.CONV_NAMES[:4]))
+    write_keras1_notop(tmp_path / "notop.h5", H.load_vgg16(None, H.CONV_NAMES[:4]))
     x = microst.tensor(image(1, 16, 16))
     a = VGG16Features(tmp_path / "notop.h5", layers=("relu2_2",))(x)["relu2_2"].numpy()
     np.testing.assert_array_equal(a, vgg(x)["relu2_2"].numpy())

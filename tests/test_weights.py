@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from microst import weights as W
+from microst.models import vgg16_h5 as H
 from microst.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,13 +21,13 @@ def random_vgg(blocks=2, scale=0.1):
     """Random weights of VGG-16's real shapes for the convolutions of blocks 1..blocks, (Cout, Cin, 3, 3)."""
     return {name: ((scale * R.standard_normal((cout, cin, 3, 3))).astype(np.float32),
                    R.standard_normal(cout).astype(np.float32))
-            for name, cin, cout in W.VGG16_CONVS if int(name[5]) <= blocks}
+            for name, cin, cout in H.VGG16_CONVS if int(name[5]) <= blocks}
 
 
 def zero_vgg(blocks=4):
     """Zero weights of VGG-16's real shapes (cheap to make, for the files that must be refused)."""
     return {name: (np.zeros((cout, cin, 3, 3), np.float32), np.zeros(cout, np.float32))
-            for name, cin, cout in W.VGG16_CONVS if int(name[5]) <= blocks}
+            for name, cin, cout in H.VGG16_CONVS if int(name[5]) <= blocks}
 
 
 def run_cli(capsys, *argv):
@@ -51,12 +52,12 @@ def assert_one_line_error(capsys, argv, pattern):
 
 # -- the committed file ------------------------------------------------------------------------
 def test_committed_weights_are_imagenet_vgg16_blocks_1_to_4():
-    loaded = W.load_vgg16(COMMITTED)
-    assert list(loaded) == list(W.CONV_NAMES[:10])
+    loaded = H.load_vgg16(COMMITTED)
+    assert list(loaded) == list(H.CONV_NAMES[:10])
     for name, (w, b) in loaded.items():
-        cin, cout = W.CONV_SHAPES[name]
+        cin, cout = H.CONV_SHAPES[name]
         assert w.shape == (cout, cin, 3, 3) and b.shape == (cout,) and w.dtype == np.float32
-    np.testing.assert_allclose(loaded["block1_conv1"][1][:5], W.IMAGENET_BIAS_HEAD, atol=1e-4)
+    np.testing.assert_allclose(loaded["block1_conv1"][1][:5], H.IMAGENET_BIAS_HEAD, atol=1e-4)
     with h5py.File(COMMITTED, "r") as f:  # the Keras layout, literally
         assert f["block1_conv1/block1_conv1/kernel:0"].shape == (3, 3, 3, 64)
         assert f["block4_conv3/block4_conv3/bias:0"].shape == (512,)
@@ -94,7 +95,7 @@ def write_keras1_notop(path, weights):
 def test_loader_reads_the_keras_notop_layout(tmp_path):
     weights = random_vgg(blocks=2)
     write_keras1_notop(tmp_path / "notop.h5", weights)
-    loaded = W.load_vgg16(tmp_path / "notop.h5", W.CONV_NAMES[:4])
+    loaded = H.load_vgg16(tmp_path / "notop.h5", H.CONV_NAMES[:4])
     for name, (w, b) in weights.items():
         np.testing.assert_array_equal(loaded[name][0], w)
         np.testing.assert_array_equal(loaded[name][1], b)
@@ -102,19 +103,19 @@ def test_loader_reads_the_keras_notop_layout(tmp_path):
 
 def test_loader_reads_a_keras_model_file_and_our_writer(tmp_path):
     weights = random_vgg(blocks=1)
-    W.save_vgg16(tmp_path / "ours.h5", weights)
+    H.save_vgg16(tmp_path / "ours.h5", weights)
     with h5py.File(tmp_path / "ours.h5", "r") as src, h5py.File(tmp_path / "model.h5", "w") as dst:
         src.copy(src["block1_conv1"], dst.create_group("model_weights"), "block1_conv1")
         src.copy(src["block1_conv2"], dst["model_weights"], "block1_conv2")
     for file in ("ours.h5", "model.h5"):
-        loaded = W.load_vgg16(tmp_path / file, W.CONV_NAMES[:2])
+        loaded = H.load_vgg16(tmp_path / file, H.CONV_NAMES[:2])
         np.testing.assert_array_equal(loaded["block1_conv2"][0], weights["block1_conv2"][0])
 
 
 def test_writer_is_reproducible(tmp_path):
     weights = random_vgg(blocks=1)
-    W.save_vgg16(tmp_path / "a.h5", weights, {"source": "x"})
-    W.save_vgg16(tmp_path / "b.h5", weights, {"source": "x"})
+    H.save_vgg16(tmp_path / "a.h5", weights, {"source": "x"})
+    H.save_vgg16(tmp_path / "b.h5", weights, {"source": "x"})
     assert W.sha256(tmp_path / "a.h5") == W.sha256(tmp_path / "b.h5")
 
 
@@ -124,9 +125,10 @@ def test_missing_file(capsys, tmp_path):
 
 
 def test_missing_default_file_says_how_to_rebuild(monkeypatch, tmp_path):
-    monkeypatch.setattr(W, "default_path", lambda: tmp_path / "weights" / "vgg16.h5")
+    monkeypatch.setattr(H, "default_path", lambda: tmp_path / "weights" / "vgg16.h5")
     with pytest.raises(UserError, match=r"missing .*rebuild them: python -m microst.weights fetch-onnx"):
-        W.load_vgg16()
+        H.load_vgg16()
+    assert f"~/.cache/microst/{W.ONNX_NAME} " in H.REBUILD  # the file fetch-onnx makes
 
 
 @pytest.mark.parametrize("content", [b"", b"not an hdf5 file at all\n", b"\xff\xd8\xff\xe0JFIF" + bytes(100)])
@@ -141,7 +143,7 @@ def test_truncated_hdf5(capsys, tmp_path, keep):
     (tmp_path / "cut.h5").write_bytes(data[:int(len(data) * keep)])
     assert_one_line_error(capsys, ["check", str(tmp_path / "cut.h5")], r"cut\.h5: .*(truncated|damaged)")
     with pytest.raises(UserError, match="truncated"):
-        W.load_vgg16(tmp_path / "cut.h5")
+        H.load_vgg16(tmp_path / "cut.h5")
 
 
 def test_hdf5_that_is_not_vgg16(capsys, tmp_path):
@@ -153,7 +155,7 @@ def test_hdf5_that_is_not_vgg16(capsys, tmp_path):
 
 
 def test_missing_layer(capsys, tmp_path):
-    W.save_vgg16(tmp_path / "short.h5", random_vgg(blocks=2))
+    H.save_vgg16(tmp_path / "short.h5", random_vgg(blocks=2))
     assert_one_line_error(capsys, ["check", str(tmp_path / "short.h5")],
                           r"has no layer block3_conv1 \(it holds block1_conv1, .*block2_conv2\)")
 
@@ -167,7 +169,7 @@ def test_missing_layer(capsys, tmp_path):
 def test_wrong_shape_or_values(capsys, tmp_path, bad, pattern):
     weights = zero_vgg(blocks=4)
     w, b = weights["block2_conv1"]
-    W.save_vgg16(tmp_path / "w.h5", weights)
+    H.save_vgg16(tmp_path / "w.h5", weights)
     with h5py.File(tmp_path / "w.h5", "a") as f:
         g = f["block2_conv1/block2_conv1"]
         if bad == "nan":
@@ -221,7 +223,7 @@ def test_import_onnx_writes_the_keras_layout(capsys, tmp_path, names):
     w = weights["block2_conv1"][0]
     assert kernel.shape == (3, 3, 64, 128)
     assert kernel[1, 2, 5, 7] == w[7, 5, 1, 2]  # (kh, kw, Cin, Cout) <- (Cout, Cin, kh, kw)
-    loaded = W.load_vgg16(tmp_path / "w.h5", W.CONV_NAMES[:4])
+    loaded = H.load_vgg16(tmp_path / "w.h5", H.CONV_NAMES[:4])
     for name in weights:
         np.testing.assert_array_equal(loaded[name][0], weights[name][0])
         np.testing.assert_array_equal(loaded[name][1], weights[name][1])
@@ -250,7 +252,7 @@ def test_real_onnx_converts_to_the_committed_file(tmp_path, capsys):
         pytest.skip("the VGG-16 ONNX graph is not here: set MICROST_VGG_ONNX or run python -m microst.weights fetch-onnx")
     status, out, err = run_cli(capsys, "import-onnx", str(model), "-o", str(tmp_path / "v.h5"))
     assert status == 0, err
-    rebuilt, committed = W.load_vgg16(tmp_path / "v.h5"), W.load_vgg16(COMMITTED)
+    rebuilt, committed = H.load_vgg16(tmp_path / "v.h5"), H.load_vgg16(COMMITTED)
     for name in committed:  # the same numbers (the bytes too with the h5py that wrote it, not checked:
         np.testing.assert_array_equal(rebuilt[name][0], committed[name][0])  # HDF5 versions differ)
         np.testing.assert_array_equal(rebuilt[name][1], committed[name][1])

@@ -286,6 +286,9 @@ EMU_API int emu_barrier(int op, int pred, const char* file, int line);
 EMU_API uint64_t emu_warp_op(int op, uint32_t mask, uint64_t value, int arg, int width, const char* file, int line);
 EMU_API uint32_t emu_active_mask();
 EMU_API void emu_report_not_in_fiber(int op, const char* file, int line);
+// A plain-loop launch runs between these: a memory fault in it leaves through `escape`.
+EMU_API void emu_plain_begin(sigjmp_buf* escape);
+EMU_API void emu_plain_end();
 
 namespace emu {
 // A permutation of 0..n-1 in the launch's order; RANDOM walks a full-period LCG over the next
@@ -333,7 +336,7 @@ struct SharedReg {
 };
 
 static const uint64_t* kernel_args;
-static jmp_buf plain_escape;  // where a plain-loop kernel that calls a barrier leaves
+static sigjmp_buf plain_escape;  // where a plain-loop kernel that calls a barrier or faults leaves
 
 // The kernel's arguments, from their 8-byte slots.
 template <class T> inline T arg(const uint64_t* slot) {
@@ -375,8 +378,13 @@ template <class Kernel> __attribute__((noinline)) void run_plain_blocks(const La
     }
 }
 template <class Kernel> inline int run_plain(const Launch* p) {
-    if (setjmp(plain_escape)) return 1;
+    if (sigsetjmp(plain_escape, 1)) {  // from not_in_fiber, or the runtime's SIGSEGV handler
+        emu_plain_end();
+        return 1;
+    }
+    emu_plain_begin(&plain_escape);
     run_plain_blocks<Kernel>(p);
+    emu_plain_end();
     return 0;
 }
 
@@ -392,7 +400,7 @@ template <auto K> int launch(const Launch* p, const char* name, bool use_fibers)
 // A barrier or warp function in a kernel that the source scan let run as a plain loop.
 [[noreturn]] inline void not_in_fiber(int op, const char* file, int line) {
     emu_report_not_in_fiber(op, file, line);
-    longjmp(plain_escape, 1);
+    siglongjmp(plain_escape, 1);
 }
 template <class T> inline uint64_t bits(T v) {
     static_assert(sizeof(T) <= 8, "warp functions take values of up to 8 bytes");

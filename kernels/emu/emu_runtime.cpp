@@ -15,11 +15,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <ucontext.h>  // the fault handler reads the access kind; and the portable fibers below
 #if defined(__x86_64__) && !defined(MICROST_EMU_UCONTEXT)
 #define EMU_X86_64_FIBERS 1
-#else
-#include <ucontext.h>  // the portable fallback: swapcontext makes a signal-mask syscall per switch
-#endif
+#endif  // else swapcontext: the portable fallback, a signal-mask syscall per switch
 #ifdef __SSE__
 #include <xmmintrin.h>
 #endif
@@ -108,7 +107,9 @@ uint32_t pool_count;
 uint32_t current;            // the running fiber
 void (*thread_body)();
 volatile bool fiber_launch;  // a fiber launch is in progress (read by the SIGSEGV handler)
-sigjmp_buf overflow_escape;  // where the SIGSEGV handler leaves a fiber that overflowed its stack
+sigjmp_buf overflow_escape;  // where the SIGSEGV handler leaves a fiber launch that faulted
+volatile bool plain_launch;  // a plain-loop launch is in progress
+sigjmp_buf* plain_escape_at; // ... and where the handler leaves it
 
 // The block in progress.
 Perm pass(0, FORWARD);       // the threads in this pass's order
@@ -264,9 +265,20 @@ void switch_from(Fiber& self) {
     __builtin_unreachable();
 }
 
-// A stack overflow hits a guard page: report it and leave the launch through overflow_escape.
-// Any other fault goes on to the handler that was there before (Python's faulthandler, ...).
+// A fault during a launch is the kernel's: a stack overflow hits a fiber's guard page, an
+// out-of-bounds access the PROT_NONE guard around every emu array (microst/emu_memory.py) or
+// some other unmapped address. Report it and leave the launch (overflow_escape, plain_escape);
+// Python names the argument array the address lies next to. Any other fault goes on to the
+// handler that was there before (Python's faulthandler, ...).
 struct sigaction previous_segv;
+const char* access_kind(void* ctx) {
+#if defined(__x86_64__) && defined(REG_ERR)
+    return (static_cast<ucontext_t*>(ctx)->uc_mcontext.gregs[REG_ERR] & 2) ? "write" : "read";
+#else
+    (void)ctx;
+    return "access";
+#endif
+}
 void on_segv(int sig, siginfo_t* info, void* ctx) {
     char* a = static_cast<char*>(info->si_addr);
     if (fiber_launch && pool && a >= pool && a < pool + pool_count * pool_stride &&
@@ -276,6 +288,13 @@ void on_segv(int sig, siginfo_t* info, void* ctx) {
                "each emulated thread more)", f.tid.x, f.tid.y, f.tid.z, (pool_stride - page_size) / 1024);
         siglongjmp(overflow_escape, 1);
     }
+    if (fiber_launch || plain_launch) {
+        append(where(0), "thread (%u,%u,%u): out-of-bounds %s at address 0x%llx", threadIdx.x, threadIdx.y,
+               threadIdx.z, access_kind(ctx), (unsigned long long)(uintptr_t)a);
+        if (fiber_launch) siglongjmp(overflow_escape, 1);
+        plain_launch = false;
+        siglongjmp(*plain_escape_at, 1);
+    }
     if (previous_segv.sa_flags & SA_SIGINFO) {
         previous_segv.sa_sigaction(sig, info, ctx);
     } else if (previous_segv.sa_handler == SIG_DFL || previous_segv.sa_handler == SIG_IGN) {
@@ -283,6 +302,17 @@ void on_segv(int sig, siginfo_t* info, void* ctx) {
     } else {
         previous_segv.sa_handler(sig);
     }
+}
+void install_segv_handler() {
+    static bool installed = false;
+    if (installed) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_segv);
+    installed = true;
 }
 // The handler needs a stack of its own: the faulting one is full.
 struct AltStack {
@@ -304,16 +334,7 @@ struct AltStack {
 };
 
 bool prepare_fibers(uint32_t n, size_t stack_bytes) {
-    static bool handler_installed = false;
-    if (!handler_installed) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_segv;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGSEGV, &sa, &previous_segv);
-        handler_installed = true;
-    }
+    install_segv_handler();
     static thread_local AltStack alt_stack;
     (void)alt_stack;
     if (!page_size) page_size = (size_t)sysconf(_SC_PAGESIZE);
@@ -581,6 +602,16 @@ uint32_t emu_active_mask() {
         if (fibers[w * 32 + l].state != EXITED) mask |= 1u << l;
     return mask;
 }
+
+void emu_plain_begin(sigjmp_buf* escape) {
+    install_segv_handler();
+    static thread_local AltStack alt_stack;
+    (void)alt_stack;
+    plain_escape_at = escape;
+    plain_launch = true;
+}
+
+void emu_plain_end() { plain_launch = false; }
 
 void emu_report_not_in_fiber(int op, const char* file, int line) {
     append(where(0), "thread (%u,%u,%u) called %s (%s:%d), but the kernel runs as a plain loop without "

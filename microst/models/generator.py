@@ -5,7 +5,7 @@ Pixel scaling, the same for both: the input image in [0, 255] is mapped to [-1, 
 by 127.5 * (tanh(y) + 1), so that every output lies in (0, 255) whatever the weights.
 
 A forward pass is split in three so that stylize can run the expensive middle part on
-overlapping tiles of an image too large for memory (microst.stylize.stylize_tiled):
+overlapping tiles of an image too large for memory (microst.transfer.stylize_tiled):
 
     inputs, geometry = model.prepare(x, seed)   # cheap: scale, pad, draw noise (full size)
     y = model.core(*inputs)                      # the convolutions
@@ -38,7 +38,7 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     mode = None
     stats = None
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
         if self.mode == "frozen":
             mean, var = self.stats
             scale = 1.0 / np.sqrt(var + self.eps)
@@ -48,12 +48,13 @@ class InstanceNorm2d(nn.InstanceNorm2d):
                 scale, shift = scale * w, shift * w + b
             scale = Tensor(_like(x, scale), device=x.device)
             shift = Tensor(_like(x, shift), device=x.device)
-            return x * scale + shift
+            y = x * scale + shift
+            return F.relu(y) if relu else y
         if self.mode == "capture":
             data = x.numpy().astype(np.float64)
             self.stats = (data.mean(axis=(2, 3), keepdims=True).mean(axis=0, keepdims=True),
                           data.var(axis=(2, 3), keepdims=True).mean(axis=0, keepdims=True))
-        return super().forward(x)
+        return super().forward(x, relu)
 
 
 def _like(x, array):
@@ -90,8 +91,10 @@ def make_norm(kind, channels):
 
 
 class Identity(nn.Module):
-    def forward(self, x):
-        return x
+    """No normalization (norm="none"); relu as the norms' forward takes it."""
+
+    def forward(self, x, relu=False):
+        return F.relu(x) if relu else x
 
 
 def reflect_pad(x, left, right, top, bottom):
@@ -143,15 +146,3 @@ class Generator(nn.Module):
         if (top, left, h, w) == (0, 0) + tuple(y.shape[2:]):
             return y
         return y[:, :, top:top + h, left:left + w]
-
-
-def build(config):
-    """A generator from its config dict (as stored in a checkpoint)."""
-    from .johnson import TransformerNet
-    from .ulyanov import TextureNet
-    classes = {"johnson": TransformerNet, "texture": TextureNet}
-    config = dict(config)
-    kind = config.pop("model", None)
-    if kind not in classes:
-        raise ValueError(f"unknown generator {kind!r}; choose one of {', '.join(classes)}")
-    return classes[kind](**config)

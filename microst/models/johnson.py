@@ -45,8 +45,7 @@ class ConvLayer(nn.Module):
         self.relu = relu
 
     def forward(self, x):
-        x = self.norm(self.conv(x))
-        return F.relu(x) if self.relu else x
+        return self.norm(self.conv(x), relu=self.relu)
 
 
 class UpsampleLayer(nn.Module):
@@ -67,7 +66,7 @@ class UpsampleLayer(nn.Module):
     def forward(self, x):
         if self.mode == "nearest":
             x = F.interpolate(x, scale_factor=2)
-        return F.relu(self.norm(self.conv(x)))
+        return self.norm(self.conv(x), relu=True)
 
 
 class ResidualBlock(nn.Module):
@@ -81,7 +80,7 @@ class ResidualBlock(nn.Module):
         self.norm2 = make_norm(norm, channels)
 
     def forward(self, x):
-        y = F.relu(self.norm1(self.conv1(x)))
+        y = self.norm1(self.conv1(x), relu=True)
         y = self.norm2(self.conv2(y))
         return y + x[:, :, 2:-2, 2:-2]
 

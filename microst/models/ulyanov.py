@@ -42,13 +42,16 @@ class ConvBlock(nn.Module):
         self.conv2, self.norm2 = nn.Conv2d(cout, cout, 3, padding=1), make_norm(norm, cout)
         self.conv3, self.norm3 = nn.Conv2d(cout, cout, 1), make_norm(norm, cout)
 
-    def act(self, x):
-        return F.relu(x) if self.activation == "relu" else F.leaky_relu(x, 0.2)
+    def act(self, norm, x):
+        """norm(x) and the activation; a ReLU goes into the norm's op (one pass on the kernel devices)."""
+        if self.activation == "relu":
+            return norm(x, relu=True)
+        return F.leaky_relu(norm(x), 0.2)
 
     def forward(self, x):
-        x = self.act(self.norm1(self.conv1(x)))
-        x = self.act(self.norm2(self.conv2(x)))
-        return self.act(self.norm3(self.conv3(x)))
+        x = self.act(self.norm1, self.conv1(x))
+        x = self.act(self.norm2, self.conv2(x))
+        return self.act(self.norm3, self.conv3(x))
 
 
 class Join(nn.Module):

@@ -18,7 +18,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..autograd import Tensor
-from ..weights import load_vgg16
+from .vgg16_h5 import load_vgg16
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 BLOCK_SIZES = (2, 2, 3, 3, 3)  # convolutions per block

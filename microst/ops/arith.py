@@ -1,12 +1,26 @@
 """Tensor arithmetic: + - * / with broadcasting, scalar ops, ** by a scalar, sums, reshape, slicing, cat.
 
-cpu: NumPy. emu/cuda: kernels/arith.cu: binary_forward (broadcast through 0 strides),
+cpu: NumPy. emu/cuda: kernels/arith_v1.cu: binary_forward (broadcast through 0 strides),
 scalar_forward, pow_backward, reduce_sum (one block per output element), strided_copy (slices,
 their backward, cat, broadcasts). The kernels take shapes padded to 4 dimensions.
 """
 import numpy as np
 
-from .base import Op, blocks, empty, f32, i32, launch
+from . import versions
+from .base import Case, Op, blocks, empty, f32, i32, launch, zeros
+
+ROLES = ("binary_forward", "scalar_forward", "pow_backward", "reduce_sum", "strided_copy")
+VERSIONS = versions.declare(
+    versions.Version("arith", "v1", "one thread per element; reduce_sum one block per output element",
+                     versions.kernels_of("arith_v1.cu", ROLES, "v1")),
+    versions.Version("arith", "v2", "per-channel sums (bias gradients) over chunks of each plane, summed in order",
+                     {**versions.kernels_of("arith_v1.cu", ROLES, "v1"),
+                      **versions.kernels_of("arith_v2.cu", ("plane_sums", "channel_totals"), "v2")}))
+CHUNK_VALUES, GRID_BLOCKS = 4096, 2048  # channel sums: values per block at least, blocks in all at most
+
+
+def _kernel(device, role):
+    return versions.selected("arith", device).kernel(role)
 
 OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW = range(5)
 MAX_DIMS = 4
@@ -39,7 +53,7 @@ def binary(device, op, a, b):
         return {OP_ADD: np.add, OP_SUB: np.subtract, OP_MUL: np.multiply, OP_DIV: np.divide, OP_POW: np.power}[op](a, b)
     out_shape = np.broadcast_shapes(a.shape, b.shape)
     y = empty(device, out_shape)
-    launch(device, "arith.cu", "binary_forward", blocks(y.size),
+    launch(device, _kernel(device, "binary_forward"), blocks(y.size),
            (a, b, y, i32(op), *map(i32, _pad4(out_shape, 1)),
             *map(i32, _broadcast_strides(a.shape, out_shape)), *map(i32, _broadcast_strides(b.shape, out_shape))))
     return y
@@ -51,31 +65,49 @@ def scalar(device, op, x, c):
         c = x.dtype.type(c)
         return x + c if op == OP_ADD else x * c if op == OP_MUL else x ** c
     y = empty(device, x.shape)
-    launch(device, "arith.cu", "scalar_forward", blocks(y.size), (x, y, i32(y.size), i32(op), f32(c)))
+    launch(device, _kernel(device, "scalar_forward"), blocks(y.size), (x, y, i32(y.size), i32(op), f32(c)))
     return y
 
 
 def sum_axes(device, x, axes=None, scale=1.0):
     """scale * x.sum(axis=axes) (axes None: all), dimensions dropped."""
-    axes = tuple(range(x.ndim)) if axes is None else tuple(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes))
+    axes = tuple(range(x.ndim)) if axes is None else \
+        tuple(sorted(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes)))
     if device == "cpu":
         s = x.sum(axis=axes)
         return s * x.dtype.type(scale) if scale != 1.0 else s
+    version = versions.selected("arith", device)
+    if axes == (0, 2, 3) and x.ndim == 4 and "plane_sums" in version.kernels and x.shape[0] * x.shape[1] <= 65535:
+        return _channel_sums(device, version, x, scale)
     kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
     reduced = tuple(n if i in axes else 1 for i, n in enumerate(x.shape))
     strides = _pad4(_contiguous_strides(x.shape), 0)
     out_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
     y = empty(device, out_shape)
-    launch(device, "arith.cu", "reduce_sum", blocks(y.size, 1, cap=4096),
+    launch(device, _kernel(device, "reduce_sum"), blocks(y.size, 1, cap=4096),
            (x, y, f32(scale), *map(i32, _pad4(kept, 1)), *map(i32, strides),
             *map(i32, _pad4(reduced, 1)), *map(i32, strides)))
+    return y
+
+
+def _channel_sums(device, version, x, scale):
+    """scale * x.sum(axis=(0, 2, 3)) of an NCHW array: chunks of each plane, then per channel in order."""
+    n, c, h, w = x.shape
+    hw = h * w
+    chunks = max(1, min(-(-hw // CHUNK_VALUES), GRID_BLOCKS // (n * c)))
+    length = -(-hw // chunks)
+    chunks = -(-hw // length)
+    partial = empty(device, (n * c, chunks))
+    launch(device, version.kernel("plane_sums"), (chunks, n * c), (x, partial, i32(hw), i32(length)))
+    y = empty(device, (c,))
+    launch(device, version.kernel("channel_totals"), blocks(c), (partial, y, i32(n), i32(c), i32(chunks), f32(scale)))
     return y
 
 
 def strided_copy(device, src, dst, shape, src_geometry, dst_geometry):
     """dst[view] = src[view] over a box of `shape`; each geometry is (strides, offset) in elements."""
     (ss, so), (ds, do) = src_geometry, dst_geometry
-    launch(device, "arith.cu", "strided_copy", blocks(int(np.prod(shape))),
+    launch(device, _kernel(device, "strided_copy"), blocks(int(np.prod(shape))),
            (src, dst, *map(i32, _pad4(shape, 1)), *map(i32, _pad4(ss, 0)), i32(so), *map(i32, _pad4(ds, 0)), i32(do)))
 
 
@@ -199,7 +231,7 @@ class PowScalar(Op):
             p = x.dtype.type(self.p)
             return (dy * p * x ** (p - 1),)
         dx = empty(self.device, x.shape)
-        launch(self.device, "arith.cu", "pow_backward", blocks(dx.size), (x, dy, dx, i32(dx.size), f32(self.p)))
+        launch(self.device, _kernel(self.device, "pow_backward"), blocks(dx.size), (x, dy, dx, i32(dx.size), f32(self.p)))
         return (dx,)
 
 
@@ -260,10 +292,11 @@ class Slice(Op):
         return y
 
     def backward(self, dy):
-        dx = self.xp.zeros(self.in_shape, self.dtype)
         if self.on_cpu:
+            dx = np.zeros(self.in_shape, self.dtype)
             dx[self.index] = dy
         else:
+            dx = zeros(self.device, self.in_shape, self.dtype)
             strided_copy(self.device, dy, dx, dy.shape, contiguous_geometry(dy.shape), self.geometry)
         return (dx,)
 
@@ -300,3 +333,24 @@ class Cat(Op):
             strided_copy(self.device, dy, g, shape, part, contiguous_geometry(shape))
             grads.append(g)
         return tuple(grads)
+
+
+def cases():
+    return [
+        Case("add broadcast", lambda F, a, b: a + b, ((2, 3, 4, 5), (3, 1, 5)), full=((4, 128, 64, 64), (1, 128, 1, 1)),
+             op=Add),
+        Case("sub", lambda F, a, b: a - b, ((2, 3, 4, 5), (2, 3, 4, 5)), op=Sub),
+        Case("mul broadcast", lambda F, a, b: a * b, ((2, 3, 4, 5), (1, 3, 1, 1)), op=Mul),
+        Case("div", lambda F, a, b: a / b, ((2, 3, 4), (2, 3, 4)), positive=(1,), op=Div),
+        Case("scalar ops", lambda F, a: (2.0 - a) * 3.0 + a / 4.0, ((2, 3, 4),)),
+        Case("pow", lambda F, a: a ** 3.0 + a ** 0.5, ((3, 7),), positive=(0,), op=PowScalar),
+        Case("sum dims", lambda F, a: a.sum(dim=(0, 2)), ((3, 4, 5),), op=Sum),
+        Case("sum per channel (bias gradient)", lambda F, a: a.sum(dim=(0, 2, 3)), ((3, 4, 5, 7),),
+             full=((4, 32, 256, 256),), op=Sum),
+        Case("mean keepdim", lambda F, a: a.mean(dim=1, keepdim=True) * a, ((2, 3, 4),)),
+        Case("mean all", lambda F, a: a.mean(), ((2, 3, 4, 5),), op=Mean),
+        Case("crop", lambda F, a: a[:, :, 2:-2, 2:-2], ((2, 3, 9, 8),), full=((4, 128, 84, 84),), op=Slice),
+        Case("strided slice", lambda F, a: a[1, ..., ::-2], ((2, 3, 7),), op=Slice),
+        Case("cat", lambda F, a, b: F.cat([a, b, a], dim=1), ((2, 3, 4), (2, 2, 4)), op=Cat),
+        Case("reshape", lambda F, a: a.reshape(6, 10) * 2.0, ((2, 3, 10),)),
+    ]

@@ -1,165 +1,76 @@
-"""conv2d and conv_transpose2d, both built from three primitives:
+"""conv2d and conv_transpose2d, both built from three passes:
 
     conv2d_forward(x, w, b)          y  = w * x (+ b)            (N, Cout, Ho, Wo)
     conv2d_backward_data(dy, w)      dx = w^T * dy               (N, Cin, H, W)
     conv2d_backward_weight(dy, x)    dw = dy * x                 (Cout, Cin, kh, kw)
 
-On `cpu` they are im2col + one matrix multiply (BLAS); on `emu`/`cuda` hand-written kernels.
+cpu: im2col + one matrix multiply (ops/conv_cpu.py, the NumPy reference). emu/cuda: the kernels
+of the selected version: v0 (kernels/conv_v0.cu) plain loops, one thread per output element;
+v1 (kernels/conv_v1.cu) three implicit GEMMs on 64x64 shared-memory tiles.
 conv_transpose2d is the same three with the roles swapped: its forward is conv's backward-data,
 its backward-data is conv's forward, and its weight gradient is conv's with x and dy exchanged.
 Weights: conv (Cout, Cin, kh, kw); transposed conv (Cin, Cout, kh, kw), as in PyTorch.
+
+FLOPs (microst.lab flops): each pass is a GEMM of M x N outputs over a reduction of K,
+    forward          M = Cout, N = batch * Ho * Wo, K = Cin * kh * kw
+    backward-data    M = Cin,  N = batch * H * W,   K = Cout * kh * kw
+    backward-weight  M = Cout, N = Cin * kh * kw,   K = batch * Ho * Wo
+useful = 2 * M * N * K (padding taps included, as the forward's im2col has them), except that a
+strided backward-data (the forward of a strided transposed conv) counts only the taps whose
+position is a multiple of the stride: the others multiply a zero the stride inserted.
 """
-import numpy as np
-
+from . import conv_cpu, record, versions
 from .arith import OP_ADD, binary, sum_axes
-from .base import Op, blocks, check_rank, empty, i32, launch, pair
+from .base import Case, Op, check_rank, pair
+from .conv_kernels import PASSES, VERSIONS, ConvGeometry, conv_geometry  # noqa: F401 (the family's versions)
 
 
-def conv_output_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
+def _stride_taps(size, k, s, p):
+    """Pairs (input position, kernel tap) along one axis whose position matches the stride."""
+    return sum(1 for pos in range(size) for t in range(k) if (pos + p - t) % s == 0)
 
 
-# -- cpu primitives: im2col + matmul, a band of output rows at a time ---------------------------
-BAND_ELEMENTS = 1 << 22  # the im2col matrix is built in bands of at most this many elements (16 MB
-                         # in float32): a 9x9 conv's whole matrix at 1024x1024 would take 10 GB
+def useful_flops(pass_, g):
+    m, n, k = g.gemm(pass_)
+    if pass_ == "backward_data" and (g.SH > 1 or g.SW > 1):
+        return 2 * g.Cin * g.Cout * g.N * _stride_taps(g.H, g.KH, g.SH, g.PH) * _stride_taps(g.W, g.KW, g.SW, g.PW)
+    return 2 * m * n * k
 
 
-def _bands(n, c, kh, kw, ho, wo):
-    rows = max(1, BAND_ELEMENTS // (n * c * kh * kw * wo))
-    return [(r, min(ho, r + rows)) for r in range(0, ho, rows)]
-
-
-def _is_pointwise(kh, kw, stride, padding):
-    """A 1x1 conv with stride 1 and no padding: its im2col matrix is the input itself."""
-    return kh == kw == 1 and stride == (1, 1) and padding == (0, 0)
-
-
-def im2col(xpad, kh, kw, stride, rows, wo):
-    """The receptive fields of output rows [r0, r1) as columns: (N, C*kh*kw, (r1-r0)*wo).
-    xpad is the zero-padded input."""
-    (sh, sw), (r0, r1) = stride, rows
-    n, c = xpad.shape[:2]
-    cols = np.empty((n, c, kh, kw, r1 - r0, wo), xpad.dtype)
-    for i in range(kh):  # a loop over kernel taps, each a strided copy of the band
-        for j in range(kw):
-            cols[:, :, i, j] = xpad[:, :, i + sh * r0:i + sh * (r1 - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-    return cols.reshape(n, c * kh * kw, (r1 - r0) * wo)
-
-
-def col2im_add(cols, dxpad, kh, kw, stride, rows, wo):
-    """The adjoint of im2col: add the columns of output rows [r0, r1) onto the pixels of the
-    padded input they were read from."""
-    (sh, sw), (r0, r1) = stride, rows
-    n, c = dxpad.shape[:2]
-    cols = cols.reshape(n, c, kh, kw, r1 - r0, wo)
-    for i in range(kh):
-        for j in range(kw):
-            dxpad[:, :, i + sh * r0:i + sh * (r1 - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
-
-
-def _zero_pad(x, padding):
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-
-
-def conv2d_forward_cpu(x, w, b, stride, padding):
-    cout, cin, kh, kw = w.shape
-    n, _, h, wd = x.shape
-    ho, wo = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-    w2 = w.reshape(cout, -1)
-    if _is_pointwise(kh, kw, stride, padding):
-        y = np.matmul(w2, x.reshape(n, cin, -1))
-    else:
-        xpad = _zero_pad(x, padding)
-        y = np.empty((n, cout, ho * wo), x.dtype)
-        for r0, r1 in _bands(n, cin, kh, kw, ho, wo):
-            y[:, :, r0 * wo:r1 * wo] = np.matmul(w2, im2col(xpad, kh, kw, stride, (r0, r1), wo))
-    if b is not None:
-        y += b[:, None]
-    return y.reshape(n, cout, ho, wo)
-
-
-def conv2d_backward_data_cpu(dy, w, x_shape, stride, padding):
-    cout, cin, kh, kw = w.shape
-    n, _, ho, wo = dy.shape
-    w2t, dy2 = w.reshape(cout, -1).T, dy.reshape(n, cout, -1)
-    if _is_pointwise(kh, kw, stride, padding):
-        return np.matmul(w2t, dy2).reshape(x_shape)
-    (ph, pw), (h, wd) = padding, x_shape[2:]
-    dxpad = np.zeros((n, cin, h + 2 * ph, wd + 2 * pw), dy.dtype)
-    for r0, r1 in _bands(n, cin, kh, kw, ho, wo):
-        col2im_add(np.matmul(w2t, dy2[:, :, r0 * wo:r1 * wo]), dxpad, kh, kw, stride, (r0, r1), wo)
-    return np.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + wd])
-
-
-def conv2d_backward_weight_cpu(dy, x, w_shape, stride, padding):
-    cout, cin, kh, kw = w_shape
-    n, _, ho, wo = dy.shape
-    dy2 = dy.reshape(n, cout, -1)
-    if _is_pointwise(kh, kw, stride, padding):
-        return np.tensordot(dy2, x.reshape(n, cin, -1), axes=([0, 2], [0, 2])).reshape(w_shape)
-    xpad = _zero_pad(x, padding)
-    dw = np.zeros((cout, cin * kh * kw), dy.dtype)
-    for r0, r1 in _bands(n, cin, kh, kw, ho, wo):
-        dw += np.tensordot(dy2[:, :, r0 * wo:r1 * wo], im2col(xpad, kh, kw, stride, (r0, r1), wo), axes=([0, 2], [0, 2]))
-    return dw.reshape(w_shape)
-
-
-# -- emu/cuda: kernels/conv.cu, three implicit GEMMs (64x64 tiles) ----------------------------
-TILE = 64
-SPLIT_ROWS = 256       # backward-weight: at least this many reduction rows per split
-SPLIT_BLOCKS = 1024    # ... and at most about this many blocks in all
-
-
-def _geometry(x_shape, w_shape, stride, padding):
-    n, cin, h, w = x_shape
-    cout, _, kh, kw = w_shape
-    ho, wo = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(w, kw, stride[1], padding[1])
-    return (n, cin, h, w, cout, kh, kw, stride[0], stride[1], padding[0], padding[1], ho, wo)
-
-
-def _tiles(n):
-    return -(-n // TILE)
-
-
+# -- the passes, on arrays -------------------------------------------------------------------
 def conv2d_forward(device, x, w, b, stride, padding):
+    g = conv_geometry(x.shape, w.shape, stride, padding)
+    recorded = record.note("conv", "forward", g, (g.N, g.Cout, g.HO, g.WO), device)
+    if recorded is not None:
+        return recorded
     if device == "cpu":
-        return conv2d_forward_cpu(x, w, b, stride, padding)
-    geo = _geometry(x.shape, w.shape, stride, padding)
-    n, cout, ho, wo = geo[0], geo[4], geo[11], geo[12]
-    y = empty(device, (n, cout, ho, wo))
-    launch(device, "conv.cu", "conv2d_forward", (_tiles(n * ho * wo), _tiles(cout)),
-           (x, w, w if b is None else b, y, i32(b is not None), *map(i32, geo)))
-    return y
+        return conv_cpu.forward(x, w, b, stride, padding)
+    version = versions.selected("conv", device)
+    return version.launcher.forward(device, version, x, w, b, g)
 
 
 def conv2d_backward_data(device, dy, w, x_shape, stride, padding):
+    g = conv_geometry(x_shape, w.shape, stride, padding)
+    recorded = record.note("conv", "backward_data", g, x_shape, device)
+    if recorded is not None:
+        return recorded
     if device == "cpu":
-        return conv2d_backward_data_cpu(dy, w, x_shape, stride, padding)
-    n, cin, h, wd = x_shape
-    dx = empty(device, x_shape)
-    launch(device, "conv.cu", "conv2d_backward_data", (_tiles(n * h * wd), _tiles(cin)),
-           (dy, w, dx, *map(i32, _geometry(x_shape, w.shape, stride, padding))))
-    return dx
+        return conv_cpu.backward_data(dy, w, x_shape, stride, padding)
+    version = versions.selected("conv", device)
+    return version.launcher.backward_data(device, version, dy, w, g)
 
 
-def conv2d_backward_weight(device, dy, x, w_shape, stride, padding):
+def conv2d_backward_weight(device, dy, x, w_shape, stride, padding, want_db=False):
+    """(dw, db): db = dy summed over (N, Ho, Wo), the bias gradient, when want_db (else None)."""
+    g = conv_geometry(x.shape, w_shape, stride, padding)
+    recorded = record.note("conv", "backward_weight", g, w_shape, device)
+    if recorded is not None:
+        return recorded, (sum_axes(device, dy, (0, 2, 3)) if want_db else None)
     if device == "cpu":
-        return conv2d_backward_weight_cpu(dy, x, w_shape, stride, padding)
-    geo = _geometry(x.shape, w_shape, stride, padding)
-    cout, cin, kh, kw = w_shape
-    rows = geo[0] * geo[11] * geo[12]
-    base = _tiles(cin * kh * kw) * _tiles(cout)
-    splits = max(1, min(-(-rows // SPLIT_ROWS), SPLIT_BLOCKS // base))
-    chunk = -(-rows // splits)
-    splits = -(-rows // chunk)
-    dw = empty(device, w_shape)
-    partial = dw if splits == 1 else empty(device, (splits,) + tuple(w_shape))
-    launch(device, "conv.cu", "conv2d_backward_weight", (_tiles(cin * kh * kw), _tiles(cout), splits),
-           (dy, x, partial, i32(chunk), *map(i32, geo)))
-    if splits > 1:
-        launch(device, "conv.cu", "sum_splits", blocks(dw.size), (partial, dw, i32(splits), i32(dw.size)))
-    return dw
+        return conv_cpu.backward_weight(dy, x, w_shape, stride, padding), \
+            (dy.sum(axis=(0, 2, 3)) if want_db else None)
+    version = versions.selected("conv", device)
+    return version.launcher.backward_weight(device, version, dy, x, g, want_db)
 
 
 # -- the ops ---------------------------------------------------------------------------------
@@ -177,6 +88,13 @@ def _check(op, x, w, b, bias_size, channels_axis, stride, padding):
     return stride, padding
 
 
+def transposed_output_shape(x_shape, w_shape, stride, padding, output_padding):
+    n, _, h, wd = x_shape
+    _, cout, kh, kw = w_shape
+    return (n, cout) + tuple((size - 1) * s - 2 * p + k + o for size, s, p, k, o in
+                             zip((h, wd), stride, padding, (kh, kw), output_padding))
+
+
 class Conv2d(Op):
     name = "conv2d"  # params: stride, padding
 
@@ -187,14 +105,17 @@ class Conv2d(Op):
         if kh > hp or kw > wp:
             raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {hp}x{wp} "
                              f"(input {tuple(x.shape)}, padding {self.padding})")
-        self.x, self.w, self.has_bias = x, w, b is not None
+        self.x, self.w = x, w
         return conv2d_forward(self.device, x, w, b, self.stride, self.padding)
 
     def backward(self, dy):
         need_x, need_w, need_b = self.needs_grad
         dx = conv2d_backward_data(self.device, dy, self.w, self.x.shape, self.stride, self.padding) if need_x else None
-        dw = conv2d_backward_weight(self.device, dy, self.x, self.w.shape, self.stride, self.padding) if need_w else None
-        db = sum_axes(self.device, dy, (0, 2, 3)) if need_b else None
+        dw = db = None
+        if need_w:  # the kernels may compute the bias gradient with the weight's
+            dw, db = conv2d_backward_weight(self.device, dy, self.x, self.w.shape, self.stride, self.padding, need_b)
+        elif need_b:
+            db = sum_axes(self.device, dy, (0, 2, 3))
         return dx, dw, db
 
 
@@ -206,13 +127,10 @@ class ConvTranspose2d(Op):
         op_ = pair(self.output_padding, "output_padding", self.name)
         if not all(0 <= o < s for o, s in zip(op_, self.stride)):
             raise ValueError(f"conv_transpose2d: output_padding {op_} must be >= 0 and smaller than stride {self.stride}")
-        n, _, h, wd = x.shape
-        cin, cout, kh, kw = w.shape
-        out_shape = (n, cout) + tuple((size - 1) * s - 2 * p + k + o for size, s, p, k, o in
-                                      zip((h, wd), self.stride, self.padding, (kh, kw), op_))
+        out_shape = transposed_output_shape(x.shape, w.shape, self.stride, self.padding, op_)
         if min(out_shape[2:]) < 1:
             raise ValueError(f"conv_transpose2d: output size {out_shape[2:]} is empty for input {tuple(x.shape)}, "
-                             f"kernel {kh}x{kw}, stride {self.stride}, padding {self.padding}")
+                             f"kernel {w.shape[2]}x{w.shape[3]}, stride {self.stride}, padding {self.padding}")
         self.x, self.w = x, w
         y = conv2d_backward_data(self.device, x, w, out_shape, self.stride, self.padding)
         return y if b is None else binary(self.device, OP_ADD, y, b.reshape(1, -1, 1, 1))
@@ -220,6 +138,71 @@ class ConvTranspose2d(Op):
     def backward(self, dy):
         need_x, need_w, need_b = self.needs_grad
         dx = conv2d_forward(self.device, dy, self.w, None, self.stride, self.padding) if need_x else None
-        dw = conv2d_backward_weight(self.device, self.x, dy, self.w.shape, self.stride, self.padding) if need_w else None
+        dw = conv2d_backward_weight(self.device, self.x, dy, self.w.shape, self.stride, self.padding)[0] if need_w else None
         db = sum_axes(self.device, dy, (0, 2, 3)) if need_b else None
         return dx, dw, db
+
+
+# -- cases -------------------------------------------------------------------------------------
+def conv_case(name, x, w, bias=True, stride=1, padding=0, full=None):
+    """A conv2d case: x (N, Cin, H, W), w (Cout, Cin, kh, kw); full: (x, w) at the network's size."""
+    s, p = pair(stride, "stride", name), pair(padding, "padding", name)
+
+    def flops(shapes):
+        g = conv_geometry(shapes[0], shapes[1], s, p)
+        return sum(useful_flops(pass_, g) for pass_ in PASSES)
+
+    def with_bias(F, x, w, b):
+        return F.conv2d(x, w, b, stride, padding)
+
+    def without(F, x, w):
+        return F.conv2d(x, w, None, stride, padding)
+
+    extra = lambda shapes: shapes + ((shapes[1][0],),) if bias else shapes  # noqa: E731
+    return Case(name, with_bias if bias else without, extra((x, w)), full=extra(full) if full else None,
+                op=Conv2d, flops=flops)
+
+
+def transposed_case(name, x, w, bias=True, stride=1, padding=0, output_padding=0, full=None):
+    """A conv_transpose2d case: x (N, Cin, H, W), w (Cin, Cout, kh, kw); full: (x, w) at the network's size."""
+    s, p, o = (pair(v, "", name) for v in (stride, padding, output_padding))
+
+    def flops(shapes):
+        out = transposed_output_shape(shapes[0], shapes[1], s, p, o)
+        g = conv_geometry(out, shapes[1], s, p)  # the conv whose backward-data this forward is
+        return sum(useful_flops(pass_, g) for pass_ in PASSES)
+
+    def fn(F, x, w, *b):
+        return F.conv_transpose2d(x, w, b[0] if b else None, stride, padding, output_padding)
+
+    extra = lambda shapes: shapes + ((shapes[1][1],),) if bias else shapes  # noqa: E731
+    return Case(name, fn, extra((x, w)), full=extra(full) if full else None, op=ConvTranspose2d, flops=flops)
+
+
+def cases():
+    return [
+        conv_case("conv2d 3x3 pad1 odd", (2, 5, 9, 11), (7, 5, 3, 3), padding=1),
+        conv_case("conv2d 3x3 pad1", (2, 3, 7, 9), (4, 3, 3, 3), padding=1),
+        conv_case("conv2d wide channels", (2, 37, 5, 7), (70, 37, 3, 3), padding=1,
+                  full=((4, 128, 84, 84), (128, 128, 3, 3))),
+        conv_case("conv2d 3x3 stride2", (2, 3, 9, 8), (6, 3, 3, 3), stride=2, padding=1,
+                  full=((4, 32, 336, 336), (64, 32, 3, 3))),
+        conv_case("conv2d 3x3 stride2 b", (2, 3, 9, 8), (5, 3, 3, 3), stride=2, padding=1),
+        conv_case("conv2d 3x3 stride2 pad0", (2, 2, 10, 7), (4, 2, 3, 3), stride=2),
+        conv_case("conv2d 5x5 stride3 pad2", (1, 2, 11, 13), (4, 2, 5, 5), stride=3, padding=2),
+        conv_case("conv2d 9x9 pad4", (1, 3, 13, 10), (4, 3, 9, 9), bias=False, padding=4,
+                  full=((4, 3, 336, 336), (32, 3, 9, 9))),
+        conv_case("conv2d 9x9 pad4 bias", (1, 3, 11, 10), (2, 3, 9, 9), padding=4,
+                  full=((4, 32, 256, 256), (3, 32, 9, 9))),
+        conv_case("conv2d 1x1", (3, 6, 5, 5), (5, 6, 1, 1)),
+        conv_case("conv2d 1x1 b", (3, 4, 5, 5), (2, 4, 1, 1)),
+        conv_case("conv2d 3x3 no bias no pad", (2, 2, 6, 7), (3, 2, 3, 3), bias=False),
+        transposed_case("conv_transpose2d s2", (2, 6, 5, 7), (6, 5, 3, 3), stride=2, padding=1, output_padding=1,
+                        full=((4, 128, 64, 64), (128, 64, 3, 3))),
+        transposed_case("conv_transpose2d s2 p1 op1", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),
+        transposed_case("conv_transpose2d s1", (1, 4, 6, 5), (4, 3, 3, 3), bias=False, stride=1, padding=1),
+        transposed_case("conv_transpose2d s1 p1", (1, 3, 5, 7), (3, 2, 3, 3), stride=1, padding=1),
+        transposed_case("conv_transpose2d s2 p0", (2, 2, 3, 4), (2, 3, 3, 3), bias=False, stride=2),
+        transposed_case("conv_transpose2d 4x4 s2", (1, 2, 3, 3), (2, 3, 4, 4), stride=2, padding=1),
+        transposed_case("conv_transpose2d 3x3 s3 op2", (2, 2, 3, 2), (2, 3, 3, 3), stride=3, output_padding=2),
+    ]

@@ -9,14 +9,75 @@ Backward, with xhat = (x - mean) * rstd and g = dy * weight, means over the same
     dx = rstd * (g - mean(g) - xhat * mean(g * xhat))      (eval: dx = rstd * g)
     dweight = sum(dy * xhat),  dbias = sum(dy)
 
-cpu: NumPy. emu/cuda: kernels/norm.cu, one block per statistics group (warp shuffles + shared
-memory), saving mean and rstd (not xhat) for backward.
+instance_norm_relu and batch_norm_relu are the same followed by a ReLU, in one pass on the
+kernels (the generators' norm + ReLU pairs): backward masks dy by the output y > 0.
+
+cpu: NumPy. emu/cuda: the selected version (ops/norm_kernels.py): v1 one block per statistics
+group, v2 several blocks per group with a deterministic second stage. Both save mean and rstd
+(not xhat) for backward.
 """
 import numpy as np
 
-from .base import Op, check_rank, empty, f32, i32, launch
+from . import versions
+from .base import Case, Op, check_rank
+from .norm_kernels import VERSIONS  # noqa: F401 (the family's versions)
 
 
+def _per_channel(v):
+    return v.reshape(1, -1, 1, 1)
+
+
+def _axes(per_image):
+    return (2, 3) if per_image else (0, 2, 3)
+
+
+def norm_forward(device, x, weight, bias, per_image, eps, mean=None, rstd=None, relu=False):
+    """(y, mean, rstd, xhat); statistics of x itself unless mean and rstd (per channel) are given;
+    relu: y = relu(normalized). xhat (kept for backward) on cpu only: the kernels recompute it."""
+    if device != "cpu":
+        version = versions.selected("norm", device)
+        return version.launcher.forward(device, version, x, weight, bias, per_image, eps, mean, rstd, relu) + (None,)
+    if mean is None:
+        mean = x.mean(axis=_axes(per_image), keepdims=True)
+        centered = x - mean
+        rstd = 1.0 / np.sqrt((centered * centered).mean(axis=_axes(per_image), keepdims=True) + x.dtype.type(eps))
+    else:
+        mean, rstd = _per_channel(mean), _per_channel(rstd)
+        centered = x - mean
+    xhat = centered * rstd
+    y = xhat * _per_channel(weight) if weight is not None else xhat.copy()
+    if bias is not None:
+        y += _per_channel(bias)
+    if relu:
+        np.maximum(y, 0, out=y)
+    return y, mean.reshape(-1), rstd.reshape(-1), xhat
+
+
+def norm_backward(device, dy, x, y, xhat, weight, mean, rstd, per_image, batch_stats, needs, relu=False):
+    """(dx, dweight, dbias), each None unless asked for in needs = (x, weight, bias). y: the
+    forward's output, read (for the ReLU's mask) when relu."""
+    if device != "cpu":
+        version = versions.selected("norm", device)
+        return version.launcher.backward(device, version, dy, x, y, weight, mean, rstd, per_image, batch_stats,
+                                         needs, relu)
+    need_x, need_w, need_b = needs
+    n, c = dy.shape[:2]
+    if relu:
+        dy = dy * (y > 0)
+    g = dy * _per_channel(weight) if weight is not None else dy
+    rstd = rstd.reshape((1, c, 1, 1) if not per_image else (n, c, 1, 1))
+    dx = None
+    if need_x and batch_stats:
+        axes = _axes(per_image)
+        dx = rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    elif need_x:
+        dx = g * rstd
+    dw = (dy * xhat).sum(axis=(0, 2, 3)) if need_w else None
+    db = dy.sum(axis=(0, 2, 3)) if need_b else None
+    return dx, dw, db
+
+
+# -- the ops ---------------------------------------------------------------------------------
 def _check(op, x, weight, bias, axes):
     check_rank(op, "input", x, 4)
     c = x.shape[1]
@@ -29,79 +90,21 @@ def _check(op, x, weight, bias, axes):
     return count
 
 
-def _per_channel(v):
-    return v.reshape(1, -1, 1, 1)
-
-
 class _Normalize(Op):
-    """The shared machinery. Subclasses set per_image (statistics per image or over the batch)
-    and call normalize(); batch_stats False means mean/rstd are given constants."""
+    """Subclasses set per_image and call normalize(); given mean/rstd are constants (eval).
+    relu (a class attribute): the op is norm followed by ReLU."""
+    relu = False
 
     def normalize(self, x, weight, bias, mean=None, rstd=None):
         self.batch_stats = mean is None
-        self.x_shape, self.has_weight = x.shape, weight is not None
-        n, c = x.shape[:2]
-        if self.on_cpu:
-            axes = (2, 3) if self.per_image else (0, 2, 3)
-            if self.batch_stats:
-                mean = x.mean(axis=axes, keepdims=True)
-                centered = x - mean
-                rstd = 1.0 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + x.dtype.type(self.eps))
-            else:
-                mean, rstd = _per_channel(mean), _per_channel(rstd)
-                centered = x - mean
-            self.xhat, self.rstd, self.weight = centered * rstd, rstd, weight
-            y = self.xhat * _per_channel(weight) if weight is not None else self.xhat.copy()
-            if bias is not None:
-                y += _per_channel(bias)
-            return y, mean.reshape(-1), rstd.reshape(-1)
-
-        xp = self.xp
-        weight = xp.ones(c, np.float32) if weight is None else weight
-        bias = xp.zeros(c, np.float32) if bias is None else bias
-        groups = n * c if self.per_image else c
-        if self.batch_stats:
-            mean, rstd = empty(self.device, (groups,)), empty(self.device, (groups,))
-        y = empty(self.device, x.shape)
-        launch(self.device, "norm.cu", "norm_forward", groups,
-               (x, weight, bias, y, mean, rstd, i32(n), i32(c), i32(x.shape[2] * x.shape[3]),
-                i32(self.per_image), i32(self.batch_stats), f32(self.eps)))
-        self.x, self.mean, self.rstd, self.weight = x, mean, rstd, weight
-        return y, mean, rstd
+        y, self.mean, self.rstd, self.xhat = norm_forward(self.device, x, weight, bias, self.per_image, self.eps,
+                                                          mean, rstd, self.relu)
+        self.x, self.y, self.weight = x, (y if self.relu else None), weight
+        return y, self.mean, self.rstd
 
     def backward(self, dy):
-        need_x, need_w, need_b = self.needs_grad
-        if self.on_cpu:
-            return self._backward_cpu(dy, need_x, need_w, need_b)
-        n, c, h, w = self.x_shape
-        groups = n * c if self.per_image else c
-        dx = empty(self.device, self.x_shape)
-        sum_dy, sum_dy_xhat = empty(self.device, (groups,)), empty(self.device, (groups,))
-        launch(self.device, "norm.cu", "norm_backward", groups,
-               (self.x, dy, self.weight, self.mean, self.rstd, dx, sum_dy, sum_dy_xhat,
-                i32(n), i32(c), i32(h * w), i32(self.per_image), i32(self.batch_stats)))
-        images = n if self.per_image else 1
-        dw = self._sum_over_images(sum_dy_xhat, images, c) if need_w else None
-        db = self._sum_over_images(sum_dy, images, c) if need_b else None
-        return dx if need_x else None, dw, db
-
-    def _sum_over_images(self, s, images, c):
-        out = empty(self.device, (c,))
-        launch(self.device, "norm.cu", "sum_over_images", 1, (s, out, i32(images), i32(c)))
-        return out
-
-    def _backward_cpu(self, dy, need_x, need_w, need_b):
-        xhat = self.xhat
-        g = dy * _per_channel(self.weight) if self.weight is not None else dy
-        dx = None
-        if need_x and self.batch_stats:
-            axes = (2, 3) if self.per_image else (0, 2, 3)
-            dx = self.rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
-        elif need_x:
-            dx = g * self.rstd
-        dw = (dy * xhat).sum(axis=(0, 2, 3)) if need_w else None
-        db = dy.sum(axis=(0, 2, 3)) if need_b else None
-        return dx, dw, db
+        return norm_backward(self.device, dy, self.x, self.y, self.xhat, self.weight, self.mean, self.rstd,
+                             self.per_image, self.batch_stats, self.needs_grad, self.relu)
 
 
 class InstanceNorm(_Normalize):
@@ -136,3 +139,55 @@ class BatchNorm(_Normalize):
             self.running_var *= 1 - m
             self.running_var += m * var * (count / (count - 1))
         return y
+
+
+class InstanceNormRelu(InstanceNorm):
+    name = "instance_norm_relu"
+    relu = True
+
+
+class BatchNormRelu(BatchNorm):
+    name = "batch_norm_relu"
+    relu = True
+
+
+def cases():
+    """Unit-variance inputs, and small-variance ones (var ~ 1e-4, comparable to eps = 1e-5), where
+    moving eps inside or outside the square root changes the result."""
+    def affine(F, x, w, b):
+        return F.instance_norm(x, weight=w, bias=b)
+
+    def bn_train(F, x, w, b):
+        return F.batch_norm(x, None, None, w, b, training=True)
+
+    def bn_eval(F, x, w, b, mean, var):  # mean and var: the running statistics (constants)
+        return F.batch_norm(x, mean, var, w, b, training=False)
+
+    image, vec = (3, 5, 7, 9), (5,)
+    out = []
+    for tag, scale in (("", 1.0), (" small variance", 1e-2)):
+        out += [
+            Case(f"instance_norm{tag}", affine, (image, vec, vec), scale=scale,
+                 full=((4, 32, 336, 336), (32,), (32,)) if not tag else None, op=InstanceNorm),
+            Case(f"instance_norm plain{tag}", lambda F, x: F.instance_norm(x), ((2, 3, 33, 35),), scale=scale,
+                 op=InstanceNorm),
+            Case(f"instance_norm affine b{tag}", affine, ((2, 3, 5, 7), (3,), (3,)), scale=scale, op=InstanceNorm),
+            Case(f"batch_norm train{tag}", bn_train, ((3, 5, 6, 7), vec, vec), scale=scale, op=BatchNorm),
+            Case(f"batch_norm eval{tag}", bn_eval, ((2, 5, 6, 7), vec, vec, vec, vec), scale=scale, constant=(3, 4),
+                 positive=(4,), op=BatchNorm),
+        ]
+    for tag, scale in (("", 1.0), (" small variance", 1e-2)):
+        out += [
+            Case(f"instance_norm_relu{tag}", lambda F, x, w, b: F.instance_norm_relu(x, weight=w, bias=b),
+                 (image, vec, vec), scale=scale, full=((4, 64, 168, 168), (64,), (64,)) if not tag else None,
+                 op=InstanceNormRelu),
+            Case(f"batch_norm_relu train{tag}", lambda F, x, w, b: F.batch_norm_relu(x, None, None, w, b, training=True),
+                 ((3, 5, 6, 7), vec, vec), scale=scale, op=BatchNormRelu),
+            Case(f"batch_norm_relu eval{tag}",
+                 lambda F, x, w, b, m, v: F.batch_norm_relu(x, m, v, w, b, training=False),
+                 ((2, 5, 6, 7), vec, vec, vec, vec), scale=scale, constant=(3, 4), positive=(4,), op=BatchNormRelu),
+        ]
+    out.append(Case("instance_norm plain c", lambda F, x: F.instance_norm(x), ((3, 2, 4, 3),), op=InstanceNorm))
+    out.append(Case("instance_norm float4 planes", affine, ((2, 3, 16, 20), (3,), (3,)), op=InstanceNorm))
+    out.append(Case("batch_norm train b", bn_train, ((3, 4, 5, 3), (4,), (4,)), op=BatchNorm))
+    return out

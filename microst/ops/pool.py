@@ -1,20 +1,28 @@
 """Resampling: max_pool2d, avg_pool2d (no padding, floor mode) and nearest upsampling.
 
 cpu: NumPy, a loop over the kernel taps (each a strided view of the whole image).
-emu/cuda: kernels/pool.cu; backward passes gather from the windows that contain each input pixel.
+emu/cuda: kernels/pool_v1.cu; backward passes gather from the windows that contain each input
+pixel (deterministic, no atomics).
 """
 import numpy as np
 
-from .base import Op, blocks, check_rank, empty, i32, launch, pair
+from . import versions
+from .base import Case, Op, blocks, check_rank, empty, i32, launch, pair
+
+ROLES = ("max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+         "upsample_nearest_forward", "upsample_nearest_backward")
+VERSIONS = versions.declare(
+    versions.Version("pool", "v1", "one thread per output (forward) or input pixel (backward, a gather)",
+                     versions.kernels_of("pool_v1.cu", ROLES, "v1")))
 
 
-def _pool_geometry(op, x, kernel_size, stride):
-    check_rank(op, "input", x, 4)
+def pool_geometry(op, x_shape, kernel_size, stride):
+    """(kernel, stride, output size), each an (h, w) pair."""
     k = pair(kernel_size, "kernel_size", op)
     s = pair(stride if stride is not None else k, "stride", op)
     if min(k) < 1 or min(s) < 1:
         raise ValueError(f"{op}: kernel_size and stride must be >= 1, got {k} and {s}")
-    h, w = x.shape[2:]
+    h, w = x_shape[2:]
     if k[0] > h or k[1] > w:
         raise ValueError(f"{op}: kernel {k[0]}x{k[1]} is larger than the input {h}x{w}")
     return k, s, ((h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
@@ -28,68 +36,108 @@ def _taps(k, s, out):
                                  slice(j, j + s[1] * out[1], s[1]))
 
 
+def _run(device, role, out_shape, arrays, x_shape, k, s, out, dtype=np.float32):
+    n, c, h, w = x_shape
+    y = empty(device, out_shape, dtype)
+    launch(device, versions.selected("pool", device).kernel(role), blocks(y.size),
+           (*arrays, y, *map(i32, (n * c, h, w, *out, *k, *s))))
+    return y
+
+
+def max_pool_forward(device, x, k, s, out):
+    """(y, argmax): argmax holds the kernel tap i * KW + j of each first maximum (as in PyTorch)."""
+    if device != "cpu":
+        y = empty(device, x.shape[:2] + out)
+        argmax = _run(device, "max_pool_forward", x.shape[:2] + out, (x, y), x.shape, k, s, out, np.int32)
+        return y, argmax
+    y = argmax = None
+    for t, window in _taps(k, s, out):
+        v = x[window]
+        if y is None:
+            y, argmax = v.copy(), np.zeros(v.shape, np.int32)
+        else:  # strictly greater: the first maximum wins
+            better = v > y
+            y = np.where(better, v, y)
+            argmax[better] = t
+    return y, argmax
+
+
+def max_pool_backward(device, dy, argmax, x_shape, k, s, out):
+    if device != "cpu":
+        return _run(device, "max_pool_backward", x_shape, (dy, argmax), x_shape, k, s, out)
+    dx = np.zeros(x_shape, dy.dtype)
+    for t, window in _taps(k, s, out):
+        dx[window] += dy * (argmax == t)
+    return dx
+
+
+def avg_pool_forward(device, x, k, s, out):
+    if device != "cpu":
+        return _run(device, "avg_pool_forward", x.shape[:2] + out, (x,), x.shape, k, s, out)
+    return sum(x[window] for _, window in _taps(k, s, out)) / x.dtype.type(k[0] * k[1])
+
+
+def avg_pool_backward(device, dy, x_shape, k, s, out):
+    if device != "cpu":
+        return _run(device, "avg_pool_backward", x_shape, (dy,), x_shape, k, s, out)
+    dx = np.zeros(x_shape, dy.dtype)
+    share = dy / dy.dtype.type(k[0] * k[1])
+    for _, window in _taps(k, s, out):
+        dx[window] += share
+    return dx
+
+
+def upsample_nearest_forward(device, x, scale):
+    if device == "cpu":
+        return x.repeat(scale, axis=2).repeat(scale, axis=3)
+    n, c, h, w = x.shape
+    y = empty(device, (n, c, h * scale, w * scale))
+    launch(device, versions.selected("pool", device).kernel("upsample_nearest_forward"), blocks(y.size),
+           (x, y, i32(n * c), i32(h), i32(w), i32(scale)))
+    return y
+
+
+def upsample_nearest_backward(device, dy, x_shape, scale):
+    n, c, h, w = x_shape
+    if device == "cpu":
+        return dy.reshape(n, c, h, scale, w, scale).sum(axis=(3, 5))
+    dx = empty(device, x_shape)
+    launch(device, versions.selected("pool", device).kernel("upsample_nearest_backward"), blocks(dx.size),
+           (dy, dx, i32(n * c), i32(h), i32(w), i32(scale)))
+    return dx
+
+
+# -- the ops ---------------------------------------------------------------------------------
 class _Pool(Op):
     def geometry(self, x):
-        self.k, self.s, self.out = _pool_geometry(self.name, x, self.kernel_size, self.stride)
+        check_rank(self.name, "input", x, 4)
+        self.k, self.s, self.out = pool_geometry(self.name, x.shape, self.kernel_size, self.stride)
         self.x_shape = x.shape
-        n, c, h, w = x.shape
-        return tuple(i32(v) for v in (n * c, h, w, *self.out, *self.k, *self.s))
-
-    def launch(self, kernel, shape, *arrays, dtype=np.float32):
-        out = empty(self.device, shape, dtype)
-        launch(self.device, "pool.cu", kernel, blocks(out.size), (*arrays, out, *self.params))
-        return out
 
 
 class MaxPool2d(_Pool):
     name = "max_pool2d"  # params: kernel_size, stride
 
     def forward(self, x):
-        self.params = self.geometry(x)
-        y_shape = x.shape[:2] + self.out
-        if not self.on_cpu:  # y and the tap index of each maximum, written together
-            y = empty(self.device, y_shape)
-            self.argmax = empty(self.device, y_shape, np.int32)
-            launch(self.device, "pool.cu", "max_pool_forward", blocks(y.size), (x, y, self.argmax, *self.params))
-            return y
-        y = None
-        for t, window in _taps(self.k, self.s, self.out):
-            v = x[window]
-            if y is None:
-                y, self.argmax = v.copy(), np.zeros(v.shape, np.int32)
-            else:  # strictly greater: the first maximum wins, as in PyTorch
-                better = v > y
-                y = np.where(better, v, y)
-                self.argmax[better] = t
+        self.geometry(x)
+        y, argmax = max_pool_forward(self.device, x, self.k, self.s, self.out)
+        if any(self.needs_grad):
+            self.argmax = argmax
         return y
 
     def backward(self, dy):
-        if not self.on_cpu:
-            return (self.launch("max_pool_backward", self.x_shape, dy, self.argmax),)
-        dx = np.zeros(self.x_shape, dy.dtype)
-        for t, window in _taps(self.k, self.s, self.out):
-            dx[window] += dy * (self.argmax == t)
-        return (dx,)
+        return (max_pool_backward(self.device, dy, self.argmax, self.x_shape, self.k, self.s, self.out),)
 
 
 class AvgPool2d(_Pool):
     name = "avg_pool2d"  # params: kernel_size, stride
 
     def forward(self, x):
-        self.params = self.geometry(x)
-        if not self.on_cpu:
-            return self.launch("avg_pool_forward", x.shape[:2] + self.out, x)
-        y = sum(x[window] for _, window in _taps(self.k, self.s, self.out))
-        return y / x.dtype.type(self.k[0] * self.k[1])
+        self.geometry(x)
+        return avg_pool_forward(self.device, x, self.k, self.s, self.out)
 
     def backward(self, dy):
-        if not self.on_cpu:
-            return (self.launch("avg_pool_backward", self.x_shape, dy),)
-        dx = np.zeros(self.x_shape, dy.dtype)
-        share = dy / dy.dtype.type(self.k[0] * self.k[1])
-        for _, window in _taps(self.k, self.s, self.out):
-            dx[window] += share
-        return (dx,)
+        return (avg_pool_backward(self.device, dy, self.x_shape, self.k, self.s, self.out),)
 
 
 class UpsampleNearest(Op):
@@ -97,20 +145,25 @@ class UpsampleNearest(Op):
 
     def forward(self, x):
         check_rank(self.name, "input", x, 4)
-        s = self.scale
         self.x_shape = x.shape
-        if self.on_cpu:
-            return x.repeat(s, axis=2).repeat(s, axis=3)
-        n, c, h, w = x.shape
-        y = empty(self.device, (n, c, h * s, w * s))
-        launch(self.device, "pool.cu", "upsample_nearest_forward", blocks(y.size), (x, y, i32(n * c), i32(h), i32(w), i32(s)))
-        return y
+        return upsample_nearest_forward(self.device, x, self.scale)
 
     def backward(self, dy):
-        n, c, h, w = self.x_shape
-        s = self.scale
-        if self.on_cpu:
-            return (dy.reshape(n, c, h, s, w, s).sum(axis=(3, 5)),)
-        dx = empty(self.device, self.x_shape)
-        launch(self.device, "pool.cu", "upsample_nearest_backward", blocks(dx.size), (dy, dx, i32(n * c), i32(h), i32(w), i32(s)))
-        return (dx,)
+        return (upsample_nearest_backward(self.device, dy, self.x_shape, self.scale),)
+
+
+def cases():
+    return [
+        Case("max_pool2d 2", lambda F, x: F.max_pool2d(x, 2), ((2, 3, 9, 8),), full=((4, 64, 256, 256),), op=MaxPool2d),
+        Case("max_pool2d 2 odd", lambda F, x: F.max_pool2d(x, 2), ((2, 3, 7, 8),), op=MaxPool2d),
+        Case("max_pool2d 3 s2", lambda F, x: F.max_pool2d(x, 3, 2), ((1, 3, 11, 9),), op=MaxPool2d),
+        Case("max_pool2d 3 s2 b", lambda F, x: F.max_pool2d(x, 3, 2), ((1, 2, 9, 7),), op=MaxPool2d),
+        Case("avg_pool2d 2", lambda F, x: F.avg_pool2d(x, 2), ((2, 3, 9, 8),), op=AvgPool2d),
+        Case("avg_pool2d 2 odd", lambda F, x: F.avg_pool2d(x, 2), ((2, 3, 7, 8),), op=AvgPool2d),
+        Case("avg_pool2d 3 s1", lambda F, x: F.avg_pool2d(x, 3, 1), ((1, 2, 7, 6),), op=AvgPool2d),
+        Case("avg_pool2d 3 s1 b", lambda F, x: F.avg_pool2d(x, 3, 1), ((1, 2, 5, 6),), op=AvgPool2d),
+        Case("interpolate x2", lambda F, x: F.interpolate(x, scale_factor=2), ((2, 3, 5, 7),),
+             full=((4, 128, 64, 64),), op=UpsampleNearest),
+        Case("interpolate x2 b", lambda F, x: F.interpolate(x, scale_factor=2), ((2, 3, 3, 5),), op=UpsampleNearest),
+        Case("interpolate x3", lambda F, x: F.interpolate(x, scale_factor=3), ((1, 2, 2, 3),), op=UpsampleNearest),
+    ]

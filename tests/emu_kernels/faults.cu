@@ -78,3 +78,23 @@ extern "C" __global__ void stack_hog(int* out, int depth) {
     __syncthreads();
     out[threadIdx.x] = r;
 }
+
+// Out-of-bounds accesses that emu's guarded memory must trap (microst/emu_memory.py).
+extern "C" __global__ void read_past_end(const float* x, float* y, int n, int offset) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i + offset];  // read E
+}
+
+extern "C" __global__ void write_past_end(float* y, int n, int offset) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i + offset] = 1.0f;  // write F
+}
+
+// The same read from a kernel that runs as fibers (it has a barrier).
+extern "C" __global__ void read_past_end_synced(const float* x, float* y, int n, int offset) {
+    __shared__ float s[64];
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    s[threadIdx.x] = i < n ? x[i + offset] : 0.0f;
+    __syncthreads();
+    if (i < n) y[i] = s[threadIdx.x];
+}

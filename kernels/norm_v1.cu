@@ -1,3 +1,4 @@
+// norm v1, the first version of this family.
 // instance_norm and batch_norm (see ops/norm.py): one block per statistics group.
 //   instance norm: group g = n * C + c, the H*W values of one image's channel  (per_image = 1)
 //   batch norm:    group g = c, the N*H*W values of a channel over the batch   (per_image = 0)
@@ -21,7 +22,7 @@ struct NormGroup {
 // compute_stats = 0 (batch norm eval): mean and rstd are given per channel (from the running
 // statistics) and only read.
 extern "C" __global__ void __launch_bounds__(256)
-norm_forward(const float* __restrict__ x, const float* __restrict__ weight, const float* __restrict__ bias,
+norm_forward_v1(const float* __restrict__ x, const float* __restrict__ weight, const float* __restrict__ bias,
              float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd,
              int N, int C, int HW, int per_image, int compute_stats, float eps) {
     __shared__ float scratch[32];
@@ -53,11 +54,11 @@ norm_forward(const float* __restrict__ x, const float* __restrict__ weight, cons
 }
 
 // grid groups, block 256. Per group: S1 = sum(dy), S2 = sum(dy * xhat), written to sum_dy[g],
-// sum_dy_xhat[g] (the parameter gradients, summed over images by sum_over_images), and
+// sum_dy_xhat[g] (the parameter gradients, summed over images by sum_over_images_v1), and
 //   batch_stats = 1:  dx = rstd * w * (dy - S1 / M - xhat * S2 / M)   (statistics depend on x)
 //   batch_stats = 0:  dx = rstd * w * dy                              (eval: statistics are constants)
 extern "C" __global__ void __launch_bounds__(256)
-norm_backward(const float* __restrict__ x, const float* __restrict__ dy, const float* __restrict__ weight,
+norm_backward_v1(const float* __restrict__ x, const float* __restrict__ dy, const float* __restrict__ weight,
               const float* __restrict__ mean, const float* __restrict__ rstd, float* __restrict__ dx,
               float* __restrict__ sum_dy, float* __restrict__ sum_dy_xhat,
               int N, int C, int HW, int per_image, int batch_stats) {
@@ -85,7 +86,7 @@ norm_backward(const float* __restrict__ x, const float* __restrict__ dy, const f
 }
 
 // out[c] = sum over n of s[n * C + c], n in order (deterministic): per-image sums to per-channel ones.
-extern "C" __global__ void sum_over_images(const float* __restrict__ s, float* __restrict__ out, int N, int C) {
+extern "C" __global__ void sum_over_images_v1(const float* __restrict__ s, float* __restrict__ out, int N, int C) {
     GRID_STRIDE_LOOP(c, C) {
         float total = 0.0f;
         for (int n = 0; n < N; ++n) total += s[n * C + c];

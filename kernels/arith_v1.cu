@@ -1,3 +1,4 @@
+// arith v1, the first version of this family.
 // Tensor arithmetic (see ops/arith.py). Shapes are padded to 4 dimensions by the launcher;
 // strides are in elements and may be 0 (broadcasting) or negative (reversed slices).
 #include "common.cuh"
@@ -27,7 +28,7 @@ __device__ __forceinline__ float apply_op(int op, float a, float b) {
 }
 
 // y = a op b, y contiguous of shape (d0, d1, d2, d3); a and b read through broadcast strides.
-extern "C" __global__ void binary_forward(const float* __restrict__ a, const float* __restrict__ b,
+extern "C" __global__ void binary_forward_v1(const float* __restrict__ a, const float* __restrict__ b,
                                           float* __restrict__ y, int op, int d0, int d1, int d2, int d3,
                                           int as0, int as1, int as2, int as3, int bs0, int bs1, int bs2, int bs3) {
     GRID_STRIDE_LOOP(i, d0 * d1 * d2 * d3) {
@@ -37,12 +38,12 @@ extern "C" __global__ void binary_forward(const float* __restrict__ a, const flo
 }
 
 // y = x op c for a scalar c (op ADD, MUL or POW).
-extern "C" __global__ void scalar_forward(const float* __restrict__ x, float* __restrict__ y, int n, int op, float c) {
+extern "C" __global__ void scalar_forward_v1(const float* __restrict__ x, float* __restrict__ y, int n, int op, float c) {
     GRID_STRIDE_LOOP(i, n) y[i] = apply_op(op, x[i], c);
 }
 
 // dx = dy * p * x^(p - 1): the backward of x ** p.
-extern "C" __global__ void pow_backward(const float* __restrict__ x, const float* __restrict__ dy,
+extern "C" __global__ void pow_backward_v1(const float* __restrict__ x, const float* __restrict__ dy,
                                         float* __restrict__ dx, int n, float p) {
     GRID_STRIDE_LOOP(i, n) dx[i] = dy[i] * p * powf(x[i], p - 1.0f);
 }
@@ -51,7 +52,7 @@ extern "C" __global__ void pow_backward(const float* __restrict__ x, const float
 // (k0..k3, input strides ks*), each block sums the reduced sizes (r0..r3, strides rs*) with a
 // block-wide reduction. grid = any, block 256.
 extern "C" __global__ void __launch_bounds__(256)
-reduce_sum(const float* __restrict__ x, float* __restrict__ y, float scale,
+reduce_sum_v1(const float* __restrict__ x, float* __restrict__ y, float scale,
            int k0, int k1, int k2, int k3, int ks0, int ks1, int ks2, int ks3,
            int r0, int r1, int r2, int r3, int rs0, int rs1, int rs2, int rs3) {
     __shared__ float scratch[32];
@@ -67,7 +68,7 @@ reduce_sum(const float* __restrict__ x, float* __restrict__ y, float scale,
 
 // dst[dst_offset + coordinates . dst strides] = src[src_offset + coordinates . src strides] for
 // every coordinate of a (d0, d1, d2, d3) box: slicing, its backward, and cat.
-extern "C" __global__ void strided_copy(const float* __restrict__ src, float* __restrict__ dst,
+extern "C" __global__ void strided_copy_v1(const float* __restrict__ src, float* __restrict__ dst,
                                         int d0, int d1, int d2, int d3,
                                         int ss0, int ss1, int ss2, int ss3, int src_offset,
                                         int ds0, int ds1, int ds2, int ds3, int dst_offset) {

@@ -1,3 +1,12 @@
+// conv v1: what changes from v0 (conv_v0.cu): the three passes become implicit GEMMs on shared-memory
+// tiles. v0 reads every input element from global memory once per output that uses it; here a
+// block of 256 threads stages a 64x16 slab of A and a 16x64 slab of B in shared memory and each
+// thread accumulates a 4x4 micro-tile in registers (kernels/gemm.cuh), so that each loaded value
+// is used 64 times. Backward-weight's long reduction is split over gridDim.z (more blocks in
+// flight), and the splits are added in a fixed order (deterministic). What it still wastes
+// (kernels-v2): 64-row tiles on 3-channel layers, zero taps of strided backward-data, integer
+// divisions in the loaders.
+//
 // conv2d as three implicit GEMMs over the same geometry (see ops/conv.py for the story):
 //
 //   forward          y[n,co,p]   = sum_{ci,i,j} w[co,ci,i,j] * x[n,ci, oh*s-pad+i, ow*s-pad+j]  (+ bias)
@@ -8,7 +17,7 @@
 //                    M = Cin, columns = N*H*W, K = Cout*KH*KW
 //   backward-weight  dw[co,ci,i,j] = sum_{n,oh,ow} dy[n,co,oh,ow] * x[n,ci, oh*s-pad+i, ow*s-pad+j]
 //                    M = Cout, columns = Cin*KH*KW, K = N*Ho*Wo (long): split over gridDim.z into
-//                    partial sums, added in a fixed order by sum_splits (deterministic).
+//                    partial sums, added in a fixed order by sum_splits_v1 (deterministic).
 // conv_transpose2d runs the same kernels with the roles swapped.
 #include "common.cuh"
 #include "gemm.cuh"
@@ -30,7 +39,7 @@ struct ConvGeometry {
 // grid (ceil(N*HO*WO / 64), ceil(Cout / 64)), block 256. has_bias = 0: no bias (bias then
 // points at any valid array and is not read).
 extern "C" __global__ void __launch_bounds__(256)
-conv2d_forward(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+conv2d_forward_v1(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                float* __restrict__ y, int has_bias,
                int N, int Cin, int H, int W, int Cout, int KH, int KW, int SH, int SW, int PH, int PW, int HO, int WO) {
     const ConvGeometry g{N, Cin, H, W, Cout, KH, KW, SH, SW, PH, PW, HO, WO};
@@ -49,7 +58,7 @@ conv2d_forward(const float* __restrict__ x, const float* __restrict__ w, const f
 
 // grid (ceil(N*H*W / 64), ceil(Cin / 64)), block 256.
 extern "C" __global__ void __launch_bounds__(256)
-conv2d_backward_data(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
+conv2d_backward_data_v1(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
                      int N, int Cin, int H, int W, int Cout, int KH, int KW, int SH, int SW, int PH, int PW, int HO, int WO) {
     __shared__ gemm::Tiles tiles;
     const int taps = KH * KW, HW = H * W, K = Cout * taps;
@@ -75,7 +84,7 @@ conv2d_backward_data(const float* __restrict__ dy, const float* __restrict__ w, 
 // grid (ceil(Cin*KH*KW / 64), ceil(Cout / 64), splits), block 256. Split z sums the reduction
 // indices [z * chunk, (z + 1) * chunk) into partial[z]; chunk is a multiple of gemm::BK.
 extern "C" __global__ void __launch_bounds__(256)
-conv2d_backward_weight(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ partial,
+conv2d_backward_weight_v1(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ partial,
                        int chunk,
                int N, int Cin, int H, int W, int Cout, int KH, int KW, int SH, int SW, int PH, int PW, int HO, int WO) {
     const ConvGeometry g{N, Cin, H, W, Cout, KH, KW, SH, SW, PH, PW, HO, WO};
@@ -92,7 +101,7 @@ conv2d_backward_weight(const float* __restrict__ dy, const float* __restrict__ x
 }
 
 // out[i] = sum over s of partial[s * size + i], s in order: the second half of the split reduction.
-extern "C" __global__ void sum_splits(const float* __restrict__ partial, float* __restrict__ out, int splits, int size) {
+extern "C" __global__ void sum_splits_v1(const float* __restrict__ partial, float* __restrict__ out, int splits, int size) {
     GRID_STRIDE_LOOP(i, size) {
         float total = 0.0f;
         for (int s = 0; s < splits; ++s) total += partial[s * size + i];

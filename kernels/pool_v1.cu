@@ -1,3 +1,4 @@
+// pool v1, the first version of this family.
 // Resampling (see ops/pool.py): max_pool2d, avg_pool2d (no padding, floor), nearest upsampling.
 // Forward: one thread per output. Backward: one thread per input pixel gathering from the
 // windows that contain it (deterministic, no atomics).
@@ -8,7 +9,7 @@ __device__ __forceinline__ int first_window(int c, int K, int S) { return c < K 
 __device__ __forceinline__ int last_window(int c, int S, int OUT) { return min(OUT - 1, c / S); }
 
 // argmax[o] = kernel tap i * KW + j of the first maximum (strictly greater wins), as in PyTorch.
-extern "C" __global__ void max_pool_forward(const float* __restrict__ x, float* __restrict__ y,
+extern "C" __global__ void max_pool_forward_v1(const float* __restrict__ x, float* __restrict__ y,
                                             int* __restrict__ argmax,
         int NC, int H, int W, int HO, int WO, int KH, int KW, int SH, int SW) {
     GRID_STRIDE_LOOP(o, NC * HO * WO) {
@@ -27,7 +28,7 @@ extern "C" __global__ void max_pool_forward(const float* __restrict__ x, float* 
     }
 }
 
-extern "C" __global__ void max_pool_backward(const float* __restrict__ dy, const int* __restrict__ argmax,
+extern "C" __global__ void max_pool_backward_v1(const float* __restrict__ dy, const int* __restrict__ argmax,
                                              float* __restrict__ dx,
         int NC, int H, int W, int HO, int WO, int KH, int KW, int SH, int SW) {
     GRID_STRIDE_LOOP(i, NC * H * W) {
@@ -42,7 +43,7 @@ extern "C" __global__ void max_pool_backward(const float* __restrict__ dy, const
     }
 }
 
-extern "C" __global__ void avg_pool_forward(const float* __restrict__ x, float* __restrict__ y,
+extern "C" __global__ void avg_pool_forward_v1(const float* __restrict__ x, float* __restrict__ y,
         int NC, int H, int W, int HO, int WO, int KH, int KW, int SH, int SW) {
     GRID_STRIDE_LOOP(o, NC * HO * WO) {
         const int ow = o % WO, oh = (o / WO) % HO, nc = o / (WO * HO);
@@ -54,7 +55,7 @@ extern "C" __global__ void avg_pool_forward(const float* __restrict__ x, float* 
     }
 }
 
-extern "C" __global__ void avg_pool_backward(const float* __restrict__ dy, float* __restrict__ dx,
+extern "C" __global__ void avg_pool_backward_v1(const float* __restrict__ dy, float* __restrict__ dx,
         int NC, int H, int W, int HO, int WO, int KH, int KW, int SH, int SW) {
     GRID_STRIDE_LOOP(i, NC * H * W) {
         const int w = i % W, h = (i / W) % H, nc = i / (W * H);
@@ -66,7 +67,7 @@ extern "C" __global__ void avg_pool_backward(const float* __restrict__ dy, float
 }
 
 // y (NC, H*S, W*S): every input pixel becomes an S x S block.
-extern "C" __global__ void upsample_nearest_forward(const float* __restrict__ x, float* __restrict__ y,
+extern "C" __global__ void upsample_nearest_forward_v1(const float* __restrict__ x, float* __restrict__ y,
                                                     int NC, int H, int W, int S) {
     const int WO = W * S, HO = H * S;
     GRID_STRIDE_LOOP(o, NC * HO * WO) {
@@ -75,7 +76,7 @@ extern "C" __global__ void upsample_nearest_forward(const float* __restrict__ x,
     }
 }
 
-extern "C" __global__ void upsample_nearest_backward(const float* __restrict__ dy, float* __restrict__ dx,
+extern "C" __global__ void upsample_nearest_backward_v1(const float* __restrict__ dy, float* __restrict__ dx,
                                                      int NC, int H, int W, int S) {
     const int WO = W * S;
     GRID_STRIDE_LOOP(i, NC * H * W) {

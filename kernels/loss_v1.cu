@@ -1,12 +1,13 @@
+// loss v1, the first version of this family.
 // The reductions of the perceptual losses (see ops/loss.py): gram (an implicit GEMM), and the
 // partial sums of mse_loss and tv_loss. A loss is summed in two deterministic passes: many blocks
-// write one partial sum each, then sum_partials adds them in one block.
+// write one partial sum each, then sum_partials_v1 adds them in one block.
 #include "common.cuh"
 #include "gemm.cuh"
 
 // G[n] = scale * F[n] F[n]^T, F[n] = (C, P). grid (ceil(C/64), ceil(C/64), N), block 256.
 extern "C" __global__ void __launch_bounds__(256)
-gram_forward(const float* __restrict__ f, float* __restrict__ g, int C, int P, float scale) {
+gram_forward_v1(const float* __restrict__ f, float* __restrict__ g, int C, int P, float scale) {
     __shared__ gemm::Tiles tiles;
     const float* fn = f + blockIdx.z * C * P;
     const int n0 = blockIdx.x * gemm::BN, m0 = blockIdx.y * gemm::BM;
@@ -20,7 +21,7 @@ gram_forward(const float* __restrict__ f, float* __restrict__ g, int C, int P, f
 
 // dF[n] = scale * (dG[n] + dG[n]^T) F[n]. grid (ceil(P/64), ceil(C/64), N), block 256.
 extern "C" __global__ void __launch_bounds__(256)
-gram_backward(const float* __restrict__ dg, const float* __restrict__ f, float* __restrict__ df,
+gram_backward_v1(const float* __restrict__ dg, const float* __restrict__ f, float* __restrict__ df,
               int C, int P, float scale) {
     __shared__ gemm::Tiles tiles;
     const float* fn = f + blockIdx.z * C * P;
@@ -36,7 +37,7 @@ gram_backward(const float* __restrict__ dg, const float* __restrict__ f, float* 
 
 // partial[block] = sum over its grid-stride share of (a - b)^2. block 256.
 extern "C" __global__ void __launch_bounds__(256)
-mse_partial(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ partial, int n) {
+mse_partial_v1(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ partial, int n) {
     __shared__ float scratch[32];
     float s = 0.0f;
     GRID_STRIDE_LOOP(i, n) {
@@ -48,7 +49,7 @@ mse_partial(const float* __restrict__ a, const float* __restrict__ b, float* __r
 }
 
 // da = (a - b) * scale * dy[0], db = -da (each only if asked); scale = 2 / n. dy stays on the device.
-extern "C" __global__ void mse_backward(const float* __restrict__ a, const float* __restrict__ b,
+extern "C" __global__ void mse_backward_v1(const float* __restrict__ a, const float* __restrict__ b,
                                         const float* __restrict__ dy, float* __restrict__ da, float* __restrict__ db,
                                         int n, float scale, int want_da, int want_db) {
     const float k = scale * dy[0];
@@ -62,7 +63,7 @@ extern "C" __global__ void mse_backward(const float* __restrict__ a, const float
 // partial[block] = its share of  wh * sum (x[i+1,j] - x[i,j])^2 + ww * sum (x[i,j+1] - x[i,j])^2
 // over the NC planes of H x W; wh, ww = 1 / (number of vertical, horizontal differences).
 extern "C" __global__ void __launch_bounds__(256)
-tv_partial(const float* __restrict__ x, float* __restrict__ partial, int NC, int H, int W, float wh, float ww) {
+tv_partial_v1(const float* __restrict__ x, float* __restrict__ partial, int NC, int H, int W, float wh, float ww) {
     __shared__ float scratch[32];
     float s = 0.0f;
     GRID_STRIDE_LOOP(i, NC * H * W) {
@@ -75,7 +76,7 @@ tv_partial(const float* __restrict__ x, float* __restrict__ partial, int NC, int
 }
 
 // dx = 2 dy[0] (wh (d_up - d_down) + ww (d_left - d_right)), d_* the differences touching the pixel.
-extern "C" __global__ void tv_backward(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
+extern "C" __global__ void tv_backward_v1(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
                                        int NC, int H, int W, float wh, float ww) {
     const float k = 2.0f * dy[0];
     GRID_STRIDE_LOOP(i, NC * H * W) {
@@ -91,7 +92,7 @@ extern "C" __global__ void tv_backward(const float* __restrict__ x, const float*
 
 // out[0] = scale * sum of partial[0..n): the second pass. grid 1, block 256.
 extern "C" __global__ void __launch_bounds__(256)
-sum_partials(const float* __restrict__ partial, float* __restrict__ out, int n, float scale) {
+sum_partials_v1(const float* __restrict__ partial, float* __restrict__ out, int n, float scale) {
     __shared__ float scratch[32];
     float s = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];

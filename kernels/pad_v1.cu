@@ -1,3 +1,4 @@
+// pad v1, the first version of this family.
 // pad on H and W: reflect (edge not repeated), replicate, constant (see ops/pad.py).
 // Backward is a gather: each input pixel sums the output pixels that were copied from it.
 #include "common.cuh"
@@ -32,7 +33,7 @@ struct PadSources {
 };
 
 // grid-stride over the NC x HO x WO output; HO = H + top + bottom, WO = W + left + right.
-extern "C" __global__ void pad_forward(const float* __restrict__ x, float* __restrict__ y, int NC, int H, int W,
+extern "C" __global__ void pad_forward_v1(const float* __restrict__ x, float* __restrict__ y, int NC, int H, int W,
                                        int top, int bottom, int left, int right, int mode, float value) {
     const int HO = H + top + bottom, WO = W + left + right;
     GRID_STRIDE_LOOP(i, NC * HO * WO) {
@@ -43,7 +44,7 @@ extern "C" __global__ void pad_forward(const float* __restrict__ x, float* __res
 }
 
 // grid-stride over the NC x H x W input.
-extern "C" __global__ void pad_backward(const float* __restrict__ dy, float* __restrict__ dx, int NC, int H, int W,
+extern "C" __global__ void pad_backward_v1(const float* __restrict__ dy, float* __restrict__ dx, int NC, int H, int W,
                                         int top, int bottom, int left, int right, int mode) {
     const int HO = H + top + bottom, WO = W + left + right;
     GRID_STRIDE_LOOP(i, NC * H * W) {
