@@ -3,7 +3,7 @@ that declare one): each version first validated against the `cpu` path, then for
 timed (median of --repeats), beside the same expression in PyTorch (cuDNN, its default TF32
 convolutions) in the same process when torch is importable.
 
-    PYTHONPATH=. python bench/bench_kernels.py [--repeats 20] [--family conv] [--kernel-version all]
+    python bench/bench_kernels.py [--repeats 20] [--family conv] [--kernel-version all]
 
 The cases are the families' own (microst.ops.<family>.cases()): a case's fn(F, *xs) is written
 against microst.functional, whose names are torch.nn.functional's, so torch runs it unchanged
@@ -11,14 +11,18 @@ against microst.functional, whose names are torch.nn.functional's, so torch runs
 prints the same validation and times without torch.
 """
 import argparse
+import sys
 import types
 import zlib
+from pathlib import Path
 
 import numpy as np
 
-from microst import ops
-from microst.lab.family import errors, forward_backward, median_ms
-from microst.ops import versions
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from microst import ops  # noqa: E402
+from microst.lab.family import errors, forward_backward, median_ms  # noqa: E402
+from microst.ops import versions  # noqa: E402
 
 
 def torch_namespace(torch):
@@ -32,8 +36,15 @@ def torch_namespace(torch):
     def tv_loss(x):
         return (x[:, :, 1:] - x[:, :, :-1]).pow(2).mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).mean()
 
+    def instance_norm_relu(x, weight=None, bias=None, eps=1e-5):
+        return TF.relu(TF.instance_norm(x, weight=weight, bias=bias, eps=eps))
+
+    def batch_norm_relu(*args, **kwargs):
+        return TF.relu(TF.batch_norm(*args, **kwargs))
+
     return types.SimpleNamespace(**{k: getattr(TF, k) for k in dir(TF) if not k.startswith("_")},
-                                 gram=gram, tv_loss=tv_loss, cat=torch.cat)
+                                 gram=gram, tv_loss=tv_loss, cat=torch.cat, instance_norm_relu=instance_norm_relu,
+                                 batch_norm_relu=batch_norm_relu)
 
 
 def torch_forward_backward(torch, F, case, arrays, gy):

@@ -1,54 +1,28 @@
 """Stylize latency of TransformerNet at 256², 512², 1024² on a microst device, against PyTorch's CPU
-time for the same architecture and weights (bench/torch_twin.py) when torch is importable.
+time for the same architecture and weights (bench/torch_twin.py) when torch is importable, and
+onnxruntime's for the twin exported to ONNX when onnxruntime is (--no-onnx leaves it out).
 
     python bench/bench_stylize.py [--device cpu] [--threads 2] [--sizes 256 512 1024] [--repeats 3]
-                                  [--model great_wave | PATH] [--profile 512]
+                                  [--model great_wave | PATH] [--profile 512] [--no-onnx]
 
-One image (batch 1), inference (no graph), median of --repeats after one warm-up, microst and
-torch taking turns (a busy machine slows both alike). Before timing,
-the twin's output is compared with microst's on the same input (max |difference| in pixels).
---profile S prints the time per op type of one microst forward pass at S x S.
-Both libraries get the same number of threads (BLAS for microst, intra-op for torch).
+One image (batch 1), inference (no graph), median of --repeats after one warm-up, the engines
+taking turns in every repeat (a busy machine slows all alike). Before timing, the twin's output
+(and onnxruntime's) is compared with microst's on the same input (max |difference| in pixels).
+--profile S prints the time per op of one microst forward pass at S x S.
+Every engine gets the same number of threads (BLAS for microst, intra-op for torch and onnxruntime).
 
 Results: bench/RESULTS.md.
 """
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from threads import set_threads
+from timing import interleaved_times, op_profile, print_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def profile(model, x, microst):
-    """Seconds per op (microst/ops forward) of one forward pass."""
-    from microst import autograd
-    totals = {}
-    real_apply = autograd.apply
-
-    def timed(op_class, *inputs, **params):
-        start = time.perf_counter()
-        out = real_apply(op_class, *inputs, **params)
-        name = op_class.name
-        if name.startswith("conv"):  # one line per layer shape: input -> weight
-            name = f"{name} {tuple(inputs[0].shape[1:])} w{tuple(inputs[1].shape)}"
-        totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
-        return out
-
-    autograd.apply = timed
-    import microst.functional as F
-    F.apply = timed
-    try:
-        with microst.no_grad():
-            start = time.perf_counter()
-            model(x)
-            total = time.perf_counter() - start
-    finally:
-        autograd.apply = real_apply
-        F.apply = real_apply
-    return total, totals
 
 
 def main():
@@ -59,6 +33,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", help="bundled style or checkpoint (default: the default architecture, random)")
     parser.add_argument("--profile", type=int, metavar="S", help="per-op time of one forward pass at S x S")
+    parser.add_argument("--no-onnx", action="store_true", help="leave onnxruntime out")
     args = parser.parse_args()
     torch = set_threads(args.threads)
 
@@ -78,7 +53,7 @@ def main():
     print(f"device {device}, {args.threads} threads, batch 1, median of {args.repeats} after a warm-up")
 
     rng = np.random.default_rng(0)
-    twin = None
+    twin = onnx = None
     if torch is not None:
         twin = johnson_twin(model)
         x = (rng.random((1, 3, 96, 160)) * 255).astype(np.float32)
@@ -87,19 +62,27 @@ def main():
             theirs = twin(torch.from_numpy(x)).numpy()
         print(f"outputs compared at 96x160: max |microst - torch| = {np.abs(ours - theirs).max():.2e} "
               f"(pixels in 0..255)")
+        onnx = None if args.no_onnx else onnx_runner(torch, twin, args.threads)
+        if onnx is not None:
+            print(f"                            max |microst - onnxruntime| = {np.abs(ours - onnx(x)).max():.2e}")
     else:
         print("torch is not installed: microst times only (pip install torch to compare)")
 
     if args.profile:
         x = microst.tensor((rng.random((1, 3, args.profile, args.profile)) * 255).astype(np.float32), device=device)
-        model(x)
-        total, totals = profile(model, x, microst)
+        with microst.no_grad():
+            model(x)
+            with op_profile() as totals:
+                start = time.perf_counter()
+                model(x)
+                total = time.perf_counter() - start
         print(f"\nprofile of one forward pass at {args.profile}x{args.profile}: {total:.3f} s")
-        for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
-            print(f"  {name:52s} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
+        print_profile(totals, total)
         print()
 
-    print(f"{'size':>6s} {'microst s':>10s} {'torch s':>8s} {'ratio':>6s}")
+    columns = ["torch"] * (twin is not None) + ["onnxruntime"] * (onnx is not None)
+    print(f"{'size':>6s} {'microst s':>10s}" + "".join(f" {name + ' s':>13s} {'microst/' + name:>19s}"
+                                                     for name in columns))
     for size in args.sizes:
         x = (rng.random((1, 3, size, size)) * 255).astype(np.float32)
         xt = microst.tensor(x, device=device)
@@ -117,24 +100,36 @@ def main():
                     twin(xtorch)
 
             runs["torch"] = theirs
+        if onnx is not None:
+            onnx(x)  # exports and loads the graph of this size before anything is timed
+            runs["onnxruntime"] = lambda: onnx(x)
         times = interleaved_times(runs, args.repeats)
-        line = f"{size:>5d}² {times['microst']:10.3f}"
-        if twin is not None:
-            line += f" {times['torch']:8.3f} {times['microst'] / times['torch']:6.2f}"
-        print(line, flush=True)
+        print(f"{size:>5d}² {times['microst']:10.3f}" + "".join(
+            f" {times[name]:13.3f} {times['microst'] / times[name]:19.2f}" for name in columns), flush=True)
 
 
-def interleaved_times(runs, repeats):
-    """Median seconds of each function, run in turn (so that a busy machine slows all alike)."""
-    for fn in runs.values():
-        fn()  # warm-up
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+def onnx_runner(torch, twin, threads):
+    """x -> onnxruntime's output for the twin exported to ONNX (the TorchScript exporter, dynamo=False),
+    or None when onnxruntime is missing. One graph per input shape: the twin's padding is Python
+    arithmetic on the shape, which tracing turns into constants."""
+    try:
+        import onnxruntime
+    except ImportError:
+        print("onnxruntime is not installed: no ONNX column (pip install onnx onnxruntime)")
+        return None
+    folder, sessions = Path(tempfile.mkdtemp()), {}
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+
+    def run(x):
+        if x.shape not in sessions:
+            path = folder / f"johnson_{'x'.join(map(str, x.shape))}.onnx"
+            torch.onnx.export(twin, torch.from_numpy(x), str(path), dynamo=False, input_names=["image"],
+                              output_names=["stylized"])
+            sessions[x.shape] = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return sessions[x.shape].run(None, {"image": x})[0]
+
+    return run
 
 
 if __name__ == "__main__":

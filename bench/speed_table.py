@@ -9,8 +9,9 @@ the elapsed time read at each iteration count, VGG-16 weights loaded and style G
 before the clock starts. Feed-forward: the median of 5 timed passes (after one warm-up) of the
 generator on a batch of one image, no gradient, result brought back to the host. The generator is
 microst.models.TransformerNet (untrained: the time does not depend on the weights) unless --model
-names a trained checkpoint. Default sizes: 256, 512, 1024 on cuda; 32, 64 on cpu/emu, so that it
-finishes in minutes (on two shared CPU cores one L-BFGS iteration of VGG-16 takes ~0.5 s at 64x64
+names a trained checkpoint. Default sizes: 256 on cuda (the seed lecture's size: 500 L-BFGS
+iterations there fit a GPU session's minutes; give --sizes 256,512,1024 for more); 32, 64 on
+cpu/emu, so that it finishes in minutes (on two shared CPU cores one L-BFGS iteration of VGG-16 takes ~0.5 s at 64x64
 and ~6 s at 384x256: 500 iterations at 512x512 would take more than an hour).
 Images are synthetic unless --content/--style are given: the time does not depend on them.
 """
@@ -85,7 +86,7 @@ def time_gatys(vgg, content, style, counts):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default=None, help="cpu, emu, cuda or auto (default: $MICROST_DEVICE, else auto)")
-    p.add_argument("--sizes", help="image sides, comma-separated (default 256,512,1024 on cuda, 32,64 otherwise)")
+    p.add_argument("--sizes", help="image sides, comma-separated (default 256 on cuda, 32,64 otherwise)")
     p.add_argument("--iterations", default="100,300,500", help="L-BFGS iteration counts (default 100,300,500)")
     p.add_argument("--model", help="a trained generator checkpoint (default: an untrained TransformerNet)")
     p.add_argument("--no-generator", action="store_true", help="time Gatys alone")
@@ -96,7 +97,7 @@ def main(argv=None):
 
     device = devices.resolve(args.device, announce=True)
     counts = sorted(int(n) for n in args.iterations.split(","))
-    sizes = [int(s) for s in (args.sizes or ("256,512,1024" if device == "cuda" else "32,64")).split(",")]
+    sizes = [int(s) for s in (args.sizes or ("256" if device == "cuda" else "32,64")).split(",")]
     vgg = VGG16Features().to(device)
     net = None
     if not args.no_generator:

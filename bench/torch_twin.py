@@ -1,7 +1,12 @@
-"""A PyTorch twin of microst's TransformerNet, for benchmarks only (never imported by microst).
+"""PyTorch twins of microst's networks and loss, for benchmarks only (never imported by microst).
 
     twin = johnson_twin(model)      # model: a microst.models.TransformerNet; same config, same weights
     y = twin(torch.from_numpy(x))    # x (N, 3, H, W) in [0, 255] -> (N, 3, H, W) in (0, 255)
+    loss = perceptual_twin(microst_loss, style_image)   # VGG-16 + content/style/TV, microst's semantics
+    terms = loss(y, content)         # {"content", "style", "tv", "total"}, weighted as microst's
+
+Every twin takes `device` (a torch device: "cpu", "cuda"), so that the CPU and the GPU benchmarks
+compare against the same code.
 
 It mirrors microst/models/johnson.py layer by layer, with the same parameter names, so that the
 state_dict loads as it is: reflection padding (margin + up to a multiple of 4, at least 8),
@@ -101,8 +106,9 @@ class TransformerNet(nn.Module):
         return y[:, :, top:top + h, left:left + w]
 
 
-def johnson_twin(model):
-    """The PyTorch twin of a microst TransformerNet, with its weights, in eval mode."""
+def johnson_twin(model, device="cpu"):
+    """The PyTorch twin of a microst TransformerNet, with its weights, in eval mode (call .train() to
+    train it; instance norm uses per-image statistics either way)."""
     config = {k: v for k, v in model.config.items() if k != "model"}
     twin = TransformerNet(**config)
     state = {k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()}
@@ -110,4 +116,80 @@ def johnson_twin(model):
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise KeyError(f"torch twin: missing {missing}, unexpected {unexpected}")
-    return twin.eval()
+    return twin.eval().to(device)
+
+
+# -- VGG-16 and the perceptual loss (microst/models/vgg16.py, microst/losses.py) -------------------
+class VGG16Features(nn.Module):
+    """microst's VGG16Features: x - Caffe mean (RGB order; block1_conv1's input channels already
+    reversed), 3x3 convs with padding 1, ReLU, 2x2 max pooling; frozen weights (buffers)."""
+
+    def __init__(self, vgg):
+        super().__init__()
+        from microst.models.vgg16 import SEQUENCE
+        self.sequence = SEQUENCE
+        self.convs = list(vgg.convs)
+        for conv in self.convs:
+            for part in ("weight", "bias"):
+                name = f"{conv}_{part}"
+                self.register_buffer(name, torch.from_numpy(vgg._buffers[name].numpy().copy()))
+        self.register_buffer("mean_rgb", torch.from_numpy(vgg.mean_rgb.numpy().copy()))
+
+    def forward(self, x, layers):
+        wanted = set(layers)
+        last = max(i for i, (name, _, _) in enumerate(self.sequence) if name in wanted)
+        out, h = {}, x - self.mean_rgb
+        for name, kind, conv in self.sequence[:last + 1]:
+            if kind == "conv":
+                h = F.conv2d(h, getattr(self, f"{conv}_weight"), getattr(self, f"{conv}_bias"), padding=1)
+            elif kind == "relu":
+                h = F.relu(h)
+            else:
+                h = F.max_pool2d(h, 2)
+            if name in wanted:
+                out[name] = h
+        return out
+
+
+def gram(f):
+    """F F^T / (C H W) per image, as microst.functional.gram."""
+    n, c, h, w = f.shape
+    f = f.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def tv_loss(x):
+    """Mean squared vertical plus mean squared horizontal neighbour differences (microst's tv_loss)."""
+    return (x[:, :, 1:] - x[:, :, :-1]).pow(2).mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).mean()
+
+
+class PerceptualLoss(nn.Module):
+    """microst.losses.PerceptualLoss: content (mse of features), style (weighted mse of Grams against
+    the style image's, broadcast over the batch) and TV, each already weighted, and their total."""
+
+    def __init__(self, loss, style_image, device="cpu"):
+        super().__init__()
+        self.vgg = VGG16Features(loss.vgg).to(device)
+        self.content_weight, self.style_weight, self.tv_weight = loss.content_weight, loss.style_weight, loss.tv_weight
+        self.content_layers, self.style_layers = loss.content_layers, loss.style_layers
+        self.layer_weights, self.layers = dict(loss.style_layer_weights), loss.layers
+        with torch.no_grad():
+            style = torch.as_tensor(style_image, device=device).reshape(1, 3, *style_image.shape[-2:])
+            features = self.vgg(style, self.style_layers)
+            self.style_grams = {layer: gram(features[layer]) for layer in self.style_layers}
+
+    def forward(self, output, content):
+        features = self.vgg(output, self.layers)
+        with torch.no_grad():
+            targets = self.vgg(content, self.content_layers)
+        c = sum(F.mse_loss(features[layer], targets[layer]) for layer in self.content_layers) * self.content_weight
+        s = sum(self.layer_weights[layer] * F.mse_loss(gram(features[layer]), self.style_grams[layer].expand(
+            output.shape[0], -1, -1)) for layer in self.style_layers) * self.style_weight
+        t = tv_loss(output) * self.tv_weight
+        return {"content": c, "style": s, "tv": t, "total": c + s + t}
+
+
+def perceptual_twin(loss, style_image, device="cpu"):
+    """The twin of a microst PerceptualLoss (its VGG's weights, layers and loss weights); style_image
+    (1, 3, H, W) or (3, H, W), the one microst's loss was built with."""
+    return PerceptualLoss(loss, style_image, device)

@@ -28,3 +28,37 @@ extern "C" __global__ void channel_totals_v2(const float* __restrict__ partial, 
         out[c] = total * scale;
     }
 }
+
+// Adam (Kingma & Ba; torch.optim.Adam's update, bias-corrected) on every parameter in one launch.
+// tensors: 4 pointers per tensor (param, grad, exp_avg, exp_avg_sq); block b updates elements
+// [start[b], start[b] + chunk) of tensor owner[b]. The operations are NumPy's order in
+// microst/optim.py, one float32 rounding each (on emu the result is bit-identical to the cpu's).
+// skip: a device-side flag (microst.ops.adam.nonfinite_flag); when it is set, nothing is updated,
+// so that the weights stay those of the last good step.
+extern "C" __global__ void __launch_bounds__(256)
+adam_step_v2(const unsigned long long* __restrict__ tensors, const int* __restrict__ sizes,
+             const int* __restrict__ owner, const int* __restrict__ start, const int* __restrict__ skip, int chunk,
+             float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float step_size,
+             float bias_correction2, float eps, float weight_decay) {
+    if (skip[0]) return;
+    const int t = owner[blockIdx.x];
+    float* p = reinterpret_cast<float*>(tensors[4 * t]);
+    const float* g = reinterpret_cast<const float*>(tensors[4 * t + 1]);
+    float* m = reinterpret_cast<float*>(tensors[4 * t + 2]);
+    float* v = reinterpret_cast<float*>(tensors[4 * t + 3]);
+    const int end = min(sizes[t], start[blockIdx.x] + chunk);
+    for (int i = start[blockIdx.x] + threadIdx.x; i < end; i += blockDim.x) {
+        const float gi = weight_decay != 0.0f ? g[i] + weight_decay * p[i] : g[i];
+        const float mi = m[i] * beta1 + one_minus_beta1 * gi;
+        const float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] - step_size * mi / (sqrtf(vi / bias_correction2) + eps);
+    }
+}
+
+// flag[0] = 1 when value[0] is not finite (and stays 1): the loss of a step, checked on the device
+// so that training reads it every N steps instead of waiting for the GPU after each one.
+extern "C" __global__ void nonfinite_flag_v2(const float* __restrict__ value, int* __restrict__ flag) {
+    if (threadIdx.x == 0 && blockIdx.x == 0 && !isfinite(value[0])) flag[0] = 1;
+}

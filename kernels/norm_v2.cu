@@ -7,7 +7,9 @@
 //    into chunks, one block per (chunk, plane); each writes its partial moments (count, mean, M2:
 //    Welford, merged with Chan's formula) or its partial sums; a second stage merges them per
 //    group in a fixed order (deterministic), for instance norm (group = plane) and batch norm
-//    (group = channel: the planes of every image) alike.
+//    (group = channel: the planes of every image) alike. The second stage is folded into the
+//    elementwise pass that follows (every block merges its group's partials itself): two launches
+//    forward (statistics, normalize) and two backward (sums, dx), as v1's one each plus one.
 // 2. Vectorized loads: float4 when H*W is a multiple of 4; a block walks one plane, so the
 //    channel of every value is known without a division.
 // 3. Fused ReLU (instance_norm_relu, batch_norm_relu): the forward writes relu(y); the backward
@@ -83,30 +85,39 @@ norm_stats_v2(const float* __restrict__ x, float* __restrict__ partial, int HW, 
     }
 }
 
-// One thread per group: mean[g], rstd[g] from the partial moments of its planes, merged in order
-// (instance: group g = plane g; batch: group c = planes n*C + c, n = 0..N-1).
-extern "C" __global__ void norm_finalize_v2(const float* __restrict__ partial, float* __restrict__ mean,
-                                            float* __restrict__ rstd, int N, int C, int chunks, int per_image,
-                                            float eps) {
-    GRID_STRIDE_LOOP(g, per_image ? N * C : C) {
-        Moments m{0.0f, 0.0f, 0.0f};
-        for (int n = 0; n < (per_image ? 1 : N); ++n) {
-            const float* p = partial + (per_image ? g : n * C + g) * chunks * 3;
-            for (int k = 0; k < chunks; ++k) m.merge(Moments{p[3 * k], p[3 * k + 1], p[3 * k + 2]});
-        }
-        mean[g] = m.mean;
-        rstd[g] = rsqrtf(m.m2 / m.n + eps);
+// The moments of group g merged from its planes' partial moments, in a fixed order (instance: group
+// g = plane g; batch: group c = planes n*C + c, n = 0..N-1).
+__device__ Moments group_moments(const float* __restrict__ partial, int g, int N, int C, int chunks, int per_image) {
+    Moments m{0.0f, 0.0f, 0.0f};
+    for (int n = 0; n < (per_image ? 1 : N); ++n) {
+        const float* p = partial + (per_image ? g : n * C + g) * chunks * 3;
+        for (int k = 0; k < chunks; ++k) m.merge(Moments{p[3 * k], p[3 * k + 1], p[3 * k + 2]});
     }
+    return m;
 }
 
 // grid (x, N*C), block 256: y = x * rstd * w + (b - mean * rstd * w) over plane blockIdx.y, then
-// relu when asked. mean and rstd per group (per_image: plane; else channel).
+// relu when asked. compute_stats: mean and rstd of the plane's group merged from `partial` (every
+// block of the group merges the same partials in the same order, so all agree; the first writes
+// them to mean[g], rstd[g] for backward); else mean and rstd are given per channel (eval).
 extern "C" __global__ void __launch_bounds__(256)
 norm_apply_v2(const float* __restrict__ x, const float* __restrict__ weight, const float* __restrict__ bias,
-              const float* __restrict__ mean, const float* __restrict__ rstd, float* __restrict__ y, int C, int HW,
-              int per_image, int relu) {
+              const float* __restrict__ partial, float* __restrict__ mean, float* __restrict__ rstd,
+              float* __restrict__ y, int N, int C, int HW, int chunks, int per_image, int compute_stats, float eps,
+              int relu) {
+    __shared__ float stats[2];
     const int p = blockIdx.y, c = p % C, g = per_image ? p : c;
-    const float scale = rstd[g] * weight[c], shift = bias[c] - mean[g] * scale;
+    if (threadIdx.x == 0) {
+        if (compute_stats) {
+            const Moments m = group_moments(partial, g, N, C, chunks, per_image);
+            stats[0] = m.mean, stats[1] = rsqrtf(m.m2 / m.n + eps);
+            if (blockIdx.x == 0 && (per_image || p < C)) mean[g] = stats[0], rstd[g] = stats[1];
+        } else {
+            stats[0] = mean[g], stats[1] = rstd[g];
+        }
+    }
+    __syncthreads();
+    const float scale = stats[1] * weight[c], shift = bias[c] - stats[0] * scale;
     const float* xp = x + p * HW;
     float* yp = y + p * HW;
     if (HW % 4 == 0) {
@@ -155,42 +166,53 @@ norm_backward_sums_v2(const float* __restrict__ x, const float* __restrict__ dy,
     }
 }
 
-// One thread per channel c: the group sums (written to sum_dy[g], sum_dy_xhat[g] for the apply)
-// and the parameter gradients dweight[c] = sum of sum_dy_xhat, dbias[c] = sum of sum_dy over its
-// groups, all in a fixed order.
-extern "C" __global__ void norm_backward_finalize_v2(const float* __restrict__ partial, float* __restrict__ sum_dy,
-                                                     float* __restrict__ sum_dy_xhat, float* __restrict__ dweight,
+// Channel c's gradient sums from the partial sums of its planes, in a fixed order: of group g
+// (s1 = sum dy, s2 = sum dy * xhat), and of the parameters (dweight = sum of s2, dbias = sum of s1
+// over the channel's groups).
+__device__ void channel_sums(const float* __restrict__ partial, int c, int n_of_group, int N, int C, int chunks,
+                             int per_image, float& s1, float& s2, float& dw, float& db) {
+    s1 = s2 = dw = db = 0.0f;
+    for (int n = 0; n < N; ++n) {
+        const float* p = partial + (n * C + c) * chunks * 2;
+        float a = 0.0f, b = 0.0f;
+        for (int k = 0; k < chunks; ++k) a += p[2 * k], b += p[2 * k + 1];
+        db += a, dw += b;
+        if (!per_image || n == n_of_group) s1 += a, s2 += b;
+    }
+}
+
+// One thread per channel: dweight[c], dbias[c] alone (backward without dx: no apply pass to fold them into).
+extern "C" __global__ void norm_backward_finalize_v2(const float* __restrict__ partial, float* __restrict__ dweight,
                                                      float* __restrict__ dbias, int N, int C, int chunks,
                                                      int per_image) {
     GRID_STRIDE_LOOP(c, C) {
-        float w_total = 0.0f, b_total = 0.0f, s1 = 0.0f, s2 = 0.0f;
-        for (int n = 0; n < N; ++n) {
-            const float* p = partial + (n * C + c) * chunks * 2;
-            float a = 0.0f, b = 0.0f;
-            for (int k = 0; k < chunks; ++k) a += p[2 * k], b += p[2 * k + 1];
-            if (per_image) {
-                sum_dy[n * C + c] = a, sum_dy_xhat[n * C + c] = b;
-                b_total += a, w_total += b;
-            } else {
-                s1 += a, s2 += b;
-            }
-        }
-        if (!per_image) sum_dy[c] = s1, sum_dy_xhat[c] = s2, b_total = s1, w_total = s2;
-        dweight[c] = w_total;
-        dbias[c] = b_total;
+        float s1, s2;
+        channel_sums(partial, c, 0, N, C, chunks, per_image, s1, s2, dweight[c], dbias[c]);
     }
 }
 
 // grid (x, N*C), block 256: dx = rstd * w * (g - S1 / count - xhat * S2 / count) with batch
-// statistics (batch_stats), dx = rstd * w * g with given ones (eval); g = grad_in(dy).
+// statistics (batch_stats), dx = rstd * w * g with given ones (eval); g = grad_in(dy). S1 and S2 of
+// the plane's group are merged from `partial` by every block (the same order: they agree); the
+// first block of each channel's first plane writes dweight[c] and dbias[c].
 extern "C" __global__ void __launch_bounds__(256)
 norm_backward_apply_v2(const float* __restrict__ x, const float* __restrict__ dy, const float* __restrict__ y,
                        const float* __restrict__ weight, const float* __restrict__ mean, const float* __restrict__ rstd,
-                       const float* __restrict__ sum_dy, const float* __restrict__ sum_dy_xhat, float* __restrict__ dx,
-                       int C, int HW, int count, int per_image, int batch_stats, int relu) {
-    const int p = blockIdx.y, c = p % C, g = per_image ? p : c;
+                       const float* __restrict__ partial, float* __restrict__ dx, float* __restrict__ dweight,
+                       float* __restrict__ dbias, int N, int C, int HW, int chunks, int per_image, int batch_stats,
+                       int relu) {
+    __shared__ float sums[2];
+    const int p = blockIdx.y, n = p / C, c = p - n * C, g = per_image ? p : c;
+    if (threadIdx.x == 0) {
+        float s1, s2, dw, db;
+        channel_sums(partial, c, n, N, C, chunks, per_image, s1, s2, dw, db);
+        const float count = (float)(per_image ? HW : N * HW);
+        sums[0] = s1 / count, sums[1] = s2 / count;
+        if (blockIdx.x == 0 && n == 0) dweight[c] = dw, dbias[c] = db;
+    }
+    __syncthreads();
     const float mu = mean[g], rs = rstd[g], k = rs * weight[c];
-    const float m1 = batch_stats ? sum_dy[g] / count : 0.0f, m2 = batch_stats ? sum_dy_xhat[g] / count : 0.0f;
+    const float m1 = batch_stats ? sums[0] : 0.0f, m2 = batch_stats ? sums[1] : 0.0f;
     const int base = p * HW;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < HW; i += blockDim.x * gridDim.x) {
         const float d = grad_in(dy, y, base + i, relu);

@@ -45,6 +45,7 @@ class Tensor:
         self._op = None      # the op that produced this tensor, until backward has used it
         self._inputs = ()    # that op's input tensors
         self._freed = False  # True once backward has run through this tensor's op
+        self._grad_storage = None  # the array .grad was last given: reused, so that its address stays
 
     # -- facts -------------------------------------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -152,8 +153,8 @@ class Tensor:
                 if node._freed:
                     raise RuntimeError("backward: part of this graph was freed by an earlier backward; "
                                        "run the forward pass again")
-                if node.grad is None:
-                    node.grad = devices.copy(g, self.device)  # own it: ops may return views shared with others
+                if node.grad is None:  # own it (ops may return views shared with others), in the same
+                    node.grad = node._grad_storage = _copy_into(node._grad_storage, g, self.device)  # buffer
                 else:
                     node.grad += g
                 continue
@@ -163,6 +164,15 @@ class Tensor:
                     continue
                 grads[id(t)] = gi if id(t) not in grads else grads[id(t)] + gi
             node._op, node._inputs, node._freed = None, (), True  # free what the op saved
+
+
+def _copy_into(buffer, g, device):
+    """g copied into `buffer` when it fits (same shape, dtype and device), else into a new array. A
+    leaf's gradient keeps its address from step to step: the fused optimizer's tables stay valid."""
+    if buffer is not None and buffer.shape == g.shape and buffer.dtype == g.dtype and devices.holds(buffer, device):
+        buffer[...] = g
+        return buffer
+    return devices.copy(g, device)
 
 
 def _topological_order(root):

@@ -6,10 +6,14 @@ most 2 x image_size (kept in memory while the cache budget lasts); the crop's si
 uniform between image_size (or the shorter side, if smaller) and the shorter side, so that a
 crop shows between half and all of the photo's shorter side, reduced 1x to 2x.
 
-Every random choice is drawn from microst.random.rng(), so that a run is repeatable from its
-seed and a resumed run continues exactly. Files that cannot be read are skipped and counted
-(`skipped`): at start when their header is not an image, later when decoding fails.
+Every random choice is drawn from microst.random's data stream, so that a run is repeatable from
+its seed and a resumed run continues exactly; Batches draws them on the caller's thread, in order,
+and decodes on a background thread while the device works on the batch before. Files that cannot
+be read are skipped and counted (`skipped`): at start when their header is not an image, later
+when decoding fails.
 """
+import concurrent.futures
+
 import os
 
 import numpy as np
@@ -21,8 +25,10 @@ from .random import rng
 
 
 class ImageFolder:
-    """Random crops of the images under `folder`; `hold_out` images (evenly spread over the
-    sorted list) are kept apart for previews and never trained on."""
+    """Random crops of the images under `folder`; up to `hold_out` images (evenly spread over the
+    sorted list) are kept apart for previews and never trained on: at most 10% of the photos
+    (rounded down), so that a small folder keeps its photos for training (`previews_from_training`
+    then says the previews show training photos)."""
 
     def __init__(self, folder, image_size, hold_out=0, cache_bytes=1 << 30):
         if not os.path.exists(folder):
@@ -42,7 +48,8 @@ class ImageFolder:
         if not files:
             what = f"none of its {len(self.skipped)} image files can be read" if self.skipped else "no images in it"
             raise UserError(f"{folder}: {what}; give --data a folder with .jpg, .png or .webp photos")
-        hold_out = min(hold_out, len(files) - 1)
+        self.requested_previews = hold_out
+        hold_out = min(hold_out, len(files) // 10)
         held = sorted({int(i * len(files) / hold_out) for i in range(hold_out)}) if hold_out > 0 else []
         self.held_out = [files[i] for i in held]
         self.files = [f for i, f in enumerate(files) if i not in set(held)]
@@ -72,38 +79,52 @@ class ImageFolder:
             self.cache[path], self.cache_left = im, self.cache_left - nbytes
         return im
 
-    def sample(self, batch):
-        """(batch, 3, S, S) float32 RGB in [0, 255]."""
-        r = rng()
-        out = np.empty((batch, 3, self.image_size, self.image_size), np.float32)
-        for b in range(batch):
-            while True:
-                if len(self.bad) == len(self.files):
-                    raise UserError(f"none of the {len(self.files)} training images can be decoded "
-                                    f"(e.g. {self.files[0]}); give --data a folder of readable photos")
-                path = self.files[int(r.integers(len(self.files)))]
-                im = None if path in self.bad else self._reduced(path)
-                if im is not None:
-                    break
-            out[b] = self.crop(im, r)
+    def plan(self, batch, r=None):
+        """The random choices of a batch, drawn from `r` (default microst.random's data stream): per
+        crop, a photo and four uniform numbers (the crop's side, its position, the flip)."""
+        r = r or rng("data")
+        return [(int(r.integers(len(self.files))), *r.random(4).tolist()) for _ in range(batch)]
+
+    def load(self, plan):
+        """(batch, 3, S, S) float32 RGB in [0, 255]: the crops of plan(). A photo that cannot be
+        decoded stands aside for the next one that can (in file order: the same choice whenever
+        it is found out)."""
+        out = np.empty((len(plan), 3, self.image_size, self.image_size), np.float32)
+        for b, (index, u_side, u_x, u_y, u_flip) in enumerate(plan):
+            im = self._decodable(index)
+            s, short = self.image_size, min(im.size)
+            low = min(s, short)
+            side = low + min(int(u_side * (short - low + 1)), short - low)
+            x0 = min(int(u_x * (im.width - side + 1)), im.width - side)
+            y0 = min(int(u_y * (im.height - side + 1)), im.height - side)
+            crop = im.resize((s, s), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
+            if u_flip < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            out[b] = np.asarray(crop, np.float32).transpose(2, 0, 1)
         return out
 
-    def crop(self, im, r):
-        s = self.image_size
-        short = min(im.size)
-        side = int(r.integers(min(s, short), short + 1))
-        x0 = int(r.integers(0, im.width - side + 1))
-        y0 = int(r.integers(0, im.height - side + 1))
-        flip = bool(r.random() < 0.5)
-        crop = im.resize((s, s), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
-        if flip:
-            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-        return np.asarray(crop, np.float32).transpose(2, 0, 1)
+    def sample(self, batch):
+        """plan() and load() in one go: a batch of random crops."""
+        return self.load(self.plan(batch))
+
+    def _decodable(self, index):
+        for k in range(len(self.files)):
+            path = self.files[(index + k) % len(self.files)]
+            im = None if path in self.bad else self._reduced(path)
+            if im is not None:
+                return im
+        raise UserError(f"none of the {len(self.files)} training images can be decoded "
+                        f"(e.g. {self.files[0]}); give --data a folder of readable photos")
+
+    @property
+    def previews_from_training(self):
+        """True when previews were asked for but the folder is too small to hold any out."""
+        return self.requested_previews > 0 and not self.held_out
 
     def previews(self, size):
-        """The held-out images (or the first training image when none is held out), each
-        centre-cropped to a square and resized to size x size: (n, 3, size, size)."""
-        return _squares(self.held_out or self.files[:1], size)
+        """The held-out images (or, when none is held out, as many training images as were asked for,
+        at least one), each centre-cropped to a square and resized to size x size: (n, 3, size, size)."""
+        return _squares(self.held_out or self.files[:max(1, self.requested_previews)], size)
 
 
 def load_preview_folder(folder, size):
@@ -123,3 +144,38 @@ def _squares(paths, size):
         crop = im.resize((size, size), Image.LANCZOS, box=(x0, y0, x0 + short, y0 + short))
         out.append(np.asarray(crop, np.float32).transpose(2, 0, 1))
     return np.stack(out) if out else np.zeros((0, 3, size, size), np.float32)
+
+
+class Batches:
+    """The training batches of an ImageFolder, decoded one ahead on a background thread.
+
+    next() returns the batch planned last time (waiting for its decoding) and plans the one after,
+    drawing its random choices here, on the caller's thread. resume_state() is the data stream's
+    state before that pending plan: a checkpoint stores it, so that the resumed run plans the same
+    batch again."""
+
+    def __init__(self, folder, batch):
+        self.folder, self.batch = folder, batch
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="microst-data")
+        self.pending = self.state = None
+
+    def _plan_next(self):
+        r = rng("data")
+        self.state = r.bit_generator.state
+        self.pending = self.pool.submit(self.folder.load, self.folder.plan(self.batch, r))
+
+    def next(self):
+        if self.pending is None:
+            self._plan_next()
+        images = self.pending.result()
+        self._plan_next()
+        return images
+
+    def resume_state(self):
+        """The data stream's state from which the next batch is planned."""
+        return self.state if self.pending is not None else rng("data").bit_generator.state
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending = None
+

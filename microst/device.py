@@ -90,6 +90,29 @@ def full(device, shape, value, dtype=np.float32):
     return a
 
 
+def free_memory(device):
+    """Bytes that `device` can still give, or None when unknown: MemAvailable of /proc/meminfo on cpu and
+    emu (Linux), free GPU memory plus what CuPy's pool holds unused on cuda."""
+    if device == "cuda":
+        import cupy
+        return int(cupy.cuda.Device().mem_info[0] + cupy.get_default_memory_pool().free_bytes())
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def holds(array, device):
+    """True when `array` is an array of `device` (cuda: CuPy; emu: emu memory; cpu: any NumPy array)."""
+    if device == "cuda":
+        return not isinstance(array, np.ndarray)
+    return isinstance(array, np.ndarray) and (device != "emu" or is_emu_array(array))
+
+
 def copy(array, device):
     """A new array of `device` holding the values of `array` (of any device)."""
     a = empty(device, array.shape, array.dtype)

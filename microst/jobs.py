@@ -12,13 +12,18 @@ run, skipping bad images and a summary around run_job, other media as other jobs
 mapping run_job over them.
 """
 import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
+from .device import free_memory
 from .errors import UserError
-from .io import IMAGE_SUFFIXES, check_image_path, find_images, load_image, save_image
-from .transfer import stylize
+from .files import check_writable, name_limit
+from .io import IMAGE_SUFFIXES, UnreadableImage, check_image_path, find_images, load_image, save_image
+from .transfer import preserve_colors, stylize, tiling_overlap
 
 
 @dataclass(frozen=True)
@@ -83,25 +88,91 @@ def _collect(inputs):
     return files
 
 
+@dataclass
+class Summary:
+    """What a run of jobs did: done (Results), skipped ((Job, reason)), existing (Jobs left alone)."""
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    existing: list = field(default_factory=list)
+
+    def skip(self, job, reason, warn):
+        warn(f"skipped: {reason}")
+        self.skipped.append((job, reason))
+
+    def __str__(self):
+        parts = [f"{len(self.done)} done"]
+        if self.existing:
+            parts.append(f"{len(self.existing)} left as they were (--skip-existing)")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped: " + "; ".join(reason for _, reason in self.skipped))
+        return ", ".join(parts)
+
+
 class Stylizer:
     """Stylize image files with one generator. size: resize each input so that its longest side is
     `size` (None: as it is); the other options are microst.transfer.stylize's. report(result) is
-    called by run after each job (default: print its line)."""
+    called by run after each job (default: print its line to stdout); warn(text) says what the stylizer
+    decided on its own (default: stderr). progress: bars over the jobs and over an image's tiles.
+
+    An image stylized whole needs about model.peak_bytes(h, w) of memory at once. When that is more
+    than the device has free (microst.device.free_memory) and no --tile was given, the image is
+    stylized in the largest tiles that fit, and warn says so; when not even small tiles fit, a
+    UserError names --size."""
+    TILES = (4096, 2048, 1024, 512, 256)  # the tile sides tried, largest first
+    USABLE = 0.8  # of the free memory
 
     def __init__(self, model, device=None, size=None, seed=None, tile=None, overlap=None, stats_size=1024,
-                 preserve_color=False, report=print):
-        self.model, self.device, self.size, self.report = model, device or model.device, size, report
+                 preserve_color=False, report=None, cuda_graph=False, progress=False, warn=None):
+        self.model, self.device, self.size = model, device or model.device, size
+        self.report = report or (lambda result: tqdm.write(str(result)))  # a line that keeps the bars whole
+        self.progress, self.warn = progress, warn or (lambda text: print(text, file=sys.stderr))
         self.options = dict(seed=seed, tile=tile, overlap=overlap, stats_size=stats_size,
                             preserve_color=preserve_color)
+        self.graphs = None
+        if cuda_graph:
+            if tile:
+                raise UserError("--cuda-graph: a CUDA graph runs the whole image; leave out --tile (or --cuda-graph)")
+            from .graphs import GraphRunner
+            self.graphs = GraphRunner(model)
 
-    def run(self, todo):
-        """Every job in order, each reported when done; returns the Results."""
-        results = []
-        for job in todo:
-            result = self.run_job(job)
+    def run(self, todo, skip_existing=False):
+        """Every job in order, each reported when done; returns a Summary. Before the first image, each
+        output folder is checked (writable, room for an image). An image that cannot be read, or whose
+        output name is too long, is skipped with a warning and the rest go on (one job alone: its
+        error is raised); skip_existing leaves out the jobs whose output exists."""
+        summary = Summary()
+        todo = self._checked(todo, summary)
+        bar = tqdm(todo, desc="images", unit="image", disable=not self.progress or len(todo) < 2, file=sys.stderr)
+        for job in bar:
+            if skip_existing and Path(job.output).exists():
+                summary.existing.append(job)
+                continue
+            try:
+                result = self.run_job(job)
+            except UnreadableImage as e:
+                if len(todo) == 1 and not summary.skipped:
+                    raise
+                summary.skip(job, str(e), self.warn)
+                continue
             self.report(result)
-            results.append(result)
-        return results
+            summary.done.append(result)
+        return summary
+
+    def _checked(self, todo, summary):
+        """The jobs whose output names fit their filesystem (the others skipped), after checking each
+        output folder once."""
+        kept, folders = [], {}
+        for job in todo:
+            folder = Path(job.output).parent
+            if folder not in folders:
+                check_writable(folder, need=1 << 20, what="the output folder")  # about one image
+                folders[folder] = name_limit(folder)
+            if len(Path(job.output).name) > folders[folder]:
+                summary.skip(job, f"{job.output}: the output name is longer than the filesystem allows "
+                                  f"({folders[folder]} characters)", self.warn)
+            else:
+                kept.append(job)
+        return kept
 
     def run_job(self, job):
         """Load, stylize and save one image; returns its Result."""
@@ -115,7 +186,37 @@ class Stylizer:
     def stylize(self, job, image):
         """The stylized image; running out of memory is the user's to fix (tiles, a smaller size)."""
         try:
-            return stylize(self.model, image, self.device, **self.options)
+            if self.graphs is not None:
+                y = self.graphs(image)
+                return preserve_colors(image, y) if self.options["preserve_color"] else y
+            options = dict(self.options, tile=self.tile_for(job, image))
+            return stylize(self.model, image, self.device, progress=self.progress, **options)
         except MemoryError:
             raise UserError(f"{job.input}: out of memory at {image.shape[2]}x{image.shape[1]}; use --tile 512 "
                             f"(or --size to shrink it)") from None
+
+    def tile_for(self, job, image):
+        """--tile, or None to stylize whole, or the tile side that fits the free memory (see the class)."""
+        if self.options["tile"]:
+            return self.options["tile"]
+        h, w = image.shape[1:]
+        need, free = self.model.peak_bytes(h, w), free_memory(self.device)
+        if free is None or need <= self.USABLE * free:
+            return None
+        for tile in self.TILES:
+            if tile < max(h, w) and self.tiled_bytes(h, w, tile) <= self.USABLE * free:
+                self.warn(f"{job.input}: {w}x{h} needs about {need / 1e9:.1f} GB at once and {free / 1e9:.1f} GB "
+                          f"are free: stylizing it in {tile}x{tile} tiles (as --tile {tile} would)")
+                return tile
+        raise UserError(f"{job.input}: {w}x{h} needs about {need / 1e9:.1f} GB, and even in {self.TILES[-1]}x"
+                        f"{self.TILES[-1]} tiles more than the {free / 1e9:.1f} GB free; use --size to stylize it "
+                        f"smaller")
+
+    def tiled_bytes(self, h, w, tile):
+        """Memory of a tiled pass: one tile's window, or the statistics pass on the downscaled image,
+        plus the full image's input, output and weights (about 40 bytes a pixel)."""
+        tile, overlap = tiling_overlap(self.model, tile, self.options["overlap"])
+        window = tile + 2 * (overlap + self.model.halo)
+        scale = min(1.0, self.options["stats_size"] / max(h, w))
+        stats = self.model.peak_bytes(max(1, round(h * scale)), max(1, round(w * scale)))
+        return max(self.model.peak_bytes(window, window), stats) + 40 * h * w

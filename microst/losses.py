@@ -33,6 +33,7 @@ import numpy as np
 from . import device as devices
 from . import functional as F
 from .autograd import Tensor, no_grad, tensor
+from .ops.arith import broadcast_to
 
 DEFAULT_CONTENT_LAYERS = ("relu2_2",)
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -79,8 +80,8 @@ def style_loss(features, style_grams, layers, weights=None):
             if target.shape[0] != 1 or target.shape[1:] != g.shape[1:]:
                 raise ValueError(f"style_loss: {layer} Gram of the output is {g.shape} but the target's is "
                                  f"{target.shape}")
-            xp = devices.array_module(target.device)
-            target = Tensor(xp.ascontiguousarray(xp.broadcast_to(target.data, g.shape)), device=target.device)
+            data = broadcast_to(target.device, target.data, g.shape)  # a copy on the kernel devices
+            target = Tensor(np.ascontiguousarray(data) if target.device == "cpu" else data, device=target.device)
         term = F.mse_loss(g, target)
         terms.append(term if weights[layer] == 1 else term * weights[layer])
     return _sum(terms, next(iter(features.values())))

@@ -1,10 +1,15 @@
 """SGD and Adam with PyTorch's update rules, and state_dict() / load_state_dict() for resuming.
 
-Updates are plain array expressions (glue, not kernels): they run as NumPy on cpu/emu and as
-CuPy on cuda.
+Updates are plain array expressions on cpu (NumPy). On emu and cuda, Adam updates every parameter
+in one kernel launch (microst.ops.adam, the same float32 operations in the same order: on emu the
+result equals the cpu's to the bit); SGD stays array expressions (NumPy on emu, CuPy on cuda).
+step(skip=flag) takes a device-side flag (microst.ops.adam.nonfinite_flag): while it is set, the
+kernel updates nothing.
 """
 from .autograd import no_grad
 from . import device as devices
+from .ops import adam as fused
+from .ops import versions
 
 
 class Optimizer:
@@ -19,11 +24,18 @@ class Optimizer:
         for p in self.params:
             p.grad = None
 
-    def step(self):
+    def step(self, skip=None):
+        """Update every parameter that has a gradient. skip: a device flag for the fused path (Adam on
+        emu/cuda); on the other paths the caller checks the loss before stepping."""
         with no_grad():
+            if self.fused_step(skip):
+                return
             for p, state in zip(self.params, self.state):
                 if p.grad is not None:
                     self.update(p, p.grad, state)
+
+    def fused_step(self, skip):
+        return False
 
     def state_dict(self):
         """{'lr': ..., 'state': [{name: NumPy array or number}, ...]} (hyperparameters included)."""
@@ -72,6 +84,27 @@ class Adam(Optimizer):
 
     def hyper(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def fused_step(self, skip):
+        """Every parameter in one launch (emu/cuda, when they all are at the same step); False if not taken."""
+        todo = [(p, s) for p, s in zip(self.params, self.state) if p.grad is not None]
+        device = todo[0][0].device if todo else "cpu"
+        if device == "cpu" or "adam_step" not in versions.selected("arith", device).kernels:
+            return False
+        for p, state in todo:
+            if not state:
+                state.update(step=0, exp_avg=devices.zeros(p.device, p.shape, p.dtype),
+                             exp_avg_sq=devices.zeros(p.device, p.shape, p.dtype))
+        if len({s["step"] for _, s in todo}) != 1:
+            return False
+        step = todo[0][1]["step"] + 1
+        fused.adam_step(device, [p.data for p, _ in todo], [p.grad for p, _ in todo],
+                        [s["exp_avg"] for _, s in todo], [s["exp_avg_sq"] for _, s in todo],
+                        self.hyper() | {"betas": self.betas}, step,
+                        fused.nonfinite_flag(device) if skip is None else skip)
+        for _, state in todo:
+            state["step"] = step
+        return True
 
     def update(self, p, g, state):
         xp = devices.array_module(p.device)

@@ -8,9 +8,11 @@ weights/vgg16.h5) of its output against random crops of the photos under --data 
 image file in the folder and its subfolders; unreadable ones are skipped and counted) and
 against the style image's Gram matrices. Adam, constant learning rate.
 
-Everything goes to --out (default runs/STYLE/):
-    checkpoint.h5          training checkpoint: weights, Adam state, RNG state, loss history
-                           (every --checkpoint-every iterations, at the end, and on Ctrl-C)
+Everything goes to --out (default runs/STYLE/; one run at a time per folder: a second one is
+refused, naming the first one's process):
+    checkpoint.h5          training checkpoint: weights, Adam state, RNG state, loss history, the
+                           hashes of the style image and of the photos (every --checkpoint-every
+                           iterations, at the end, and on Ctrl-C, SIGTERM or SIGHUP)
     STYLE.h5               the trained generator alone (python -m microst.stylize --model it)
     preview_NNNNNN.png     every --preview-every iterations: held-out photos (top row) and
                            their stylization (bottom row)
@@ -18,8 +20,15 @@ Everything goes to --out (default runs/STYLE/):
 
 --resume CHECKPOINT continues a run exactly where it stopped (same weights, optimizer state,
 RNG state, hence the same crops and noise): N iterations in one go or N/2 + resume + N/2 give
-bit-identical weights. Options that define the run are taken from the checkpoint; only
---iterations, --out, --device, --checkpoint-every, --preview-every and --no-progress may change.
+bit-identical weights. It writes beside the checkpoint it resumes (or into --out). Options that
+define the run are taken from the checkpoint; only --iterations, --out, --device, the --*-every
+options and --no-progress may change; a style image or photos that changed since are refused
+unless --allow-changed-data.
+
+Before the first iteration the output folder is checked: a folder (not a file), writable, with
+room for a checkpoint, and names that fit. A write that fails later (a full disk) stops the run
+with one line. Stopped by a signal, the run writes a checkpoint, says how to resume, and exits
+with 128 + the signal's number (130 for Ctrl-C).
 """
 import argparse
 import os
@@ -30,7 +39,7 @@ import numpy as np
 
 from . import cli
 from .errors import UserError, cli_main
-from .io import load_checkpoint
+from .checkpoint import load_checkpoint
 from .losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS, DEFAULT_STYLE_WEIGHT,
                      DEFAULT_TV_WEIGHT)
 from .training import train
@@ -40,12 +49,14 @@ DEFAULTS = {
     "noise_channels": 3, "no_content": False, "iterations": 40000, "batch_size": 4, "image_size": 256,
     "style_size": None, "content_weight": DEFAULT_CONTENT_WEIGHT, "style_weight": DEFAULT_STYLE_WEIGHT,
     "tv_weight": DEFAULT_TV_WEIGHT, "content_layers": DEFAULT_CONTENT_LAYERS, "style_layers": DEFAULT_STYLE_LAYERS,
-    "lr": 1e-3, "device": None, "seed": None, "out": None, "checkpoint_every": 1000, "resume": None,
+    "lr": 1e-3, "device": None, "seed": None, "out": None, "checkpoint_every": 1000, "read_every": 50, "resume": None,
     "preview_every": 500, "preview_images": "4", "vgg": None, "style": None, "data": None, "no_progress": False,
+    "allow_changed_data": False,
 }
 PATH_OPTIONS = ("style", "data", "vgg", "out", "resume")
 # options that may differ between a run and its resumption
-RESUMABLE = ("iterations", "out", "device", "checkpoint_every", "preview_every", "no_progress", "resume")
+RESUMABLE = ("iterations", "out", "device", "checkpoint_every", "preview_every", "no_progress", "resume",
+             "read_every", "allow_changed_data")
 LAYER_OPTIONS = ("content_layers", "style_layers")
 
 
@@ -82,7 +93,13 @@ def build_parser():
     cli.add_device(g)
     g.add_argument("--out", metavar="DIR", help="output folder (default runs/STYLE)")
     g.add_argument("--checkpoint-every", type=cli.positive_int, metavar="N", help="default 1000")
-    g.add_argument("--resume", metavar="CKPT", help="continue the run of this training checkpoint")
+    g.add_argument("--read-every", type=cli.positive_int, metavar="N",
+                   help="read the loss from the device every N iterations (default 50; the GPU is not waited for "
+                        "in between)")
+    g.add_argument("--resume", metavar="CKPT", help="continue the run of this training checkpoint (in its folder, "
+                   "unless --out)")
+    g.add_argument("--allow-changed-data", action="store_true",
+                   help="resume although the style image or the photos changed since the run began")
     g.add_argument("--preview-every", type=cli.non_negative_int, metavar="N",
                    help="default 500 (0: only at the end)")
     g.add_argument("--preview-images", metavar="N|DIR", help="hold out N photos of --data for previews "
@@ -119,6 +136,13 @@ def resolve_options(argv=None):
             raise UserError(f"{given['resume']}: holds a trained model but no training state (optimizer, RNG); "
                             f"resume from the checkpoint.h5 a training run writes")
         opts.update(_as_stored(checkpoint.training))
+        recorded = opts["out"]
+        # a resumed run writes beside its checkpoint (or into --out), never into the folder it was
+        # started in: a copied checkpoint must not overwrite the original run's files
+        opts["out"] = str(Path(given["resume"]).parent)
+        if recorded and os.path.abspath(recorded) != opts["out"] and "out" not in given:
+            print(f"resuming in {opts['out']}, where the checkpoint lies (it was written in {recorded})",
+                  file=sys.stderr)
         for key, value in given.items():
             if key not in RESUMABLE and value != opts.get(key):
                 raise UserError(f"--{key.replace('_', '-')} {_shown(value)} differs from the resumed run's "
@@ -154,7 +178,7 @@ def main(argv=None):
     except KeyboardInterrupt:  # a second Ctrl-C: stop without writing anything
         print("\naborted (no checkpoint written for the last iterations)", file=sys.stderr)
         return 130
-    return 130 if result["interrupted"] else 0
+    return 128 + result["interrupted"] if result["interrupted"] else 0  # 128 + the signal, as a shell does
 
 
 if __name__ == "__main__":

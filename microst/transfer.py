@@ -13,48 +13,60 @@ preserve_color keeps the input's colours and takes only the stylization's lumina
 "luminance-only transfer" of Gatys et al.): Y of the output in YCbCr (BT.601), Cb and Cr of the input.
 Files, folders and the job loop over them are microst.jobs'.
 """
+import sys
+
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from .autograd import Tensor, no_grad, tensor
 from .models.generator import frozen_norm_statistics
 
 
-def stylize(model, image, device=None, seed=None, tile=None, overlap=None, stats_size=1024, preserve_color=False):
-    """Stylize one (3, H, W) float32 RGB image in [0, 255]; returns the same shape and range."""
+def stylize(model, image, device=None, seed=None, tile=None, overlap=None, stats_size=1024, preserve_color=False,
+            progress=False):
+    """Stylize one (3, H, W) float32 RGB image in [0, 255]; returns the same shape and range.
+    progress: a progress bar over the tiles."""
     device = device or model.device
     with no_grad():
         if tile:
-            y = stylize_tiled(model, image, tile, seed=seed, overlap=overlap, stats_size=stats_size, device=device)
+            y = stylize_tiled(model, image, tile, seed=seed, overlap=overlap, stats_size=stats_size, device=device,
+                              progress=progress)
         else:
             y = model(tensor(image[None], device=device), seed=seed).numpy()[0]
     return preserve_colors(image, y) if preserve_color else y
 
 
-def stylize_tiled(model, image, tile, seed=None, overlap=None, stats_size=1024, device=None):
+def tiling_overlap(model, tile, overlap=None):
+    """(tile, overlap) as stylize_tiled uses them: multiples of the model's alignment."""
+    tile = max(model.align, tile // model.align * model.align)
+    return tile, _round_up(max(model.align, tile // 8) if overlap is None else overlap, model.align)
+
+
+def stylize_tiled(model, image, tile, seed=None, overlap=None, stats_size=1024, device=None, progress=False):
     """model(image) computed tile by tile (see the module docstring); image (3, H, W) -> (3, H, W)."""
     device = device or model.device
     align, margin, halo = model.align, model.margin, model.halo
-    tile = max(align, tile // align * align)
-    overlap = _round_up(max(align, tile // 8) if overlap is None else overlap, align)
+    tile, overlap = tiling_overlap(model, tile, overlap)
     small = _downscale(image, stats_size)
     with no_grad(), frozen_norm_statistics(model, tensor(small[None], device=device), seed):
         inputs, geometry = model.prepare(tensor(image[None], device=device), seed)
         hp, wp = (s - 2 * margin for s in inputs[0][0].shape[2:])
         out = np.zeros((3, hp, wp), np.float32)
         total = np.zeros((hp, wp), np.float32)
-        for y0 in range(0, hp, tile):
-            for x0 in range(0, wp, tile):
-                ky0, ky1 = max(0, y0 - overlap), min(hp, y0 + tile + overlap)
-                kx0, kx1 = max(0, x0 - overlap), min(wp, x0 + tile + overlap)
-                wy0, wy1 = max(0, (ky0 - halo) // align * align), min(hp, _round_up(ky1 + halo, align))
-                wx0, wx1 = max(0, (kx0 - halo) // align * align), min(wp, _round_up(kx1 + halo, align))
-                windows = [t[:, :, wy0 // f:(wy1 + 2 * margin) // f, wx0 // f:(wx1 + 2 * margin) // f]
-                           for t, f in inputs]
-                y = model.core(*windows).numpy()[0, :, ky0 - wy0:ky1 - wy0, kx0 - wx0:kx1 - wx0]
-                weight = np.outer(_ramp(ky0, ky1, hp, overlap), _ramp(kx0, kx1, wp, overlap))
-                out[:, ky0:ky1, kx0:kx1] += y * weight
-                total[ky0:ky1, kx0:kx1] += weight
+        corners = [(y0, x0) for y0 in range(0, hp, tile) for x0 in range(0, wp, tile)]
+        for y0, x0 in tqdm(corners, desc="tiles", unit="tile", disable=not progress or len(corners) < 2,
+                           leave=False, file=sys.stderr):
+            ky0, ky1 = max(0, y0 - overlap), min(hp, y0 + tile + overlap)
+            kx0, kx1 = max(0, x0 - overlap), min(wp, x0 + tile + overlap)
+            wy0, wy1 = max(0, (ky0 - halo) // align * align), min(hp, _round_up(ky1 + halo, align))
+            wx0, wx1 = max(0, (kx0 - halo) // align * align), min(wp, _round_up(kx1 + halo, align))
+            windows = [t[:, :, wy0 // f:(wy1 + 2 * margin) // f, wx0 // f:(wx1 + 2 * margin) // f]
+                       for t, f in inputs]
+            y = model.core(*windows).numpy()[0, :, ky0 - wy0:ky1 - wy0, kx0 - wx0:kx1 - wx0]
+            weight = np.outer(_ramp(ky0, ky1, hp, overlap), _ramp(kx0, kx1, wp, overlap))
+            out[:, ky0:ky1, kx0:kx1] += y * weight
+            total[ky0:ky1, kx0:kx1] += weight
         out /= total
         return model.finish(Tensor(out[None]), geometry).numpy()[0]
 

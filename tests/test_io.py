@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import microst
+import microst.checkpoint as mckpt
 import microst.io as mio
 from microst.errors import UserError
 from microst.models import TextureNet, TransformerNet
@@ -72,7 +73,7 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path, make):
     x = batch()
     net(x, seed=1)  # batch norm: move the running statistics away from their initial values
     net.eval()
-    path = mio.save_checkpoint(tmp_path / "net.h5", net, style="wave", iteration=123, training={"lr": 0.001})
+    path = mckpt.save_checkpoint(tmp_path / "net.h5", net, style="wave", iteration=123, training={"lr": 0.001})
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left
     loaded = microst.load_model(path)
     assert type(loaded) is type(net) and loaded.config == net.config and not loaded.training
@@ -83,7 +84,7 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path, make):
     ckpt = loaded.checkpoint
     assert (ckpt.style, ckpt.iteration, ckpt.training, ckpt.version) == ("wave", 123, {"lr": 0.001}, microst.__version__)
     with h5py.File(path, "r") as f:  # the documented layout
-        assert f.attrs["format"] == "microst-generator/1"
+        assert f.attrs["format"] == "microst-generator/2"
         assert json.loads(f.attrs["config"]) == net.config
         assert set(f["model"]) == set(net.state_dict())
 
@@ -99,9 +100,9 @@ def test_training_checkpoint_keeps_optimizer_rng_and_history(tmp_path):
     rng_state = microst.random.get_state()
     history = [[1, 5.0, 1.0, 4.0, 0.0], [2, 4.5, 1.0, 3.5, 0.0]]
     columns = ("iteration", "total", "content", "style", "tv")
-    path = mio.save_checkpoint(tmp_path / "ckpt.h5", net, iteration=2, optimizer=opt, rng_state=rng_state,
+    path = mckpt.save_checkpoint(tmp_path / "ckpt.h5", net, iteration=2, optimizer=opt, rng_state=rng_state,
                                history=history, history_columns=columns)
-    ckpt = mio.load_checkpoint(path)
+    ckpt = mckpt.load_checkpoint(path)
     assert ckpt.rng_state == rng_state and ckpt.history == history and ckpt.history_columns == columns
     restored = Adam(TransformerNet(width=0.125).parameters(), lr=1.0)
     restored.load_state_dict(ckpt.optimizer)
@@ -115,8 +116,8 @@ def test_training_checkpoint_keeps_optimizer_rng_and_history(tmp_path):
 def test_float16_storage_loads_as_float32(tmp_path):
     microst.manual_seed(2)
     net = TransformerNet(width=0.25)
-    mio.save_checkpoint(tmp_path / "half.h5", net, dtype=np.float16)
-    mio.save_checkpoint(tmp_path / "full.h5", net)
+    mckpt.save_checkpoint(tmp_path / "half.h5", net, dtype=np.float16)
+    mckpt.save_checkpoint(tmp_path / "full.h5", net)
     assert (tmp_path / "half.h5").stat().st_size < 0.6 * (tmp_path / "full.h5").stat().st_size
     loaded = microst.load_model(tmp_path / "half.h5")
     for (_, a), (_, b) in zip(net.state_dict().items(), loaded.state_dict().items()):
@@ -126,7 +127,7 @@ def test_float16_storage_loads_as_float32(tmp_path):
 
 def test_save_replaces_atomically(tmp_path, monkeypatch):
     net = TransformerNet(width=0.125)
-    path = mio.save_checkpoint(tmp_path / "c.h5", net, iteration=1)
+    path = mckpt.save_checkpoint(tmp_path / "c.h5", net, iteration=1)
 
     class Boom(Exception):
         pass
@@ -136,16 +137,16 @@ def test_save_replaces_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(net, "state_dict", broken_state_dict)
     with pytest.raises(Boom):
-        mio.save_checkpoint(path, net, iteration=2)
-    assert mio.load_checkpoint(path).iteration == 1  # the old file is intact
+        mckpt.save_checkpoint(path, net, iteration=2)
+    assert mckpt.load_checkpoint(path).iteration == 1  # the old file is intact
     assert list(tmp_path.iterdir()) == [path]         # and no temp file is left
 
 
 def test_bundled_style_by_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(mio, "STYLES_DIR", tmp_path)
+    monkeypatch.setattr(mckpt, "STYLES_DIR", tmp_path)
     net = TransformerNet(width=0.125)
-    mio.save_checkpoint(tmp_path / "mosaic.h5", net, style="mosaic")
-    assert mio.bundled_styles() == ["mosaic"]
+    mckpt.save_checkpoint(tmp_path / "mosaic.h5", net, style="mosaic")
+    assert mckpt.bundled_styles() == ["mosaic"]
     assert microst.load_model("mosaic").checkpoint.style == "mosaic"
     with pytest.raises(UserError, match=r"^starry: no such checkpoint file and no bundled style of that name; "
                                         r"bundled styles: mosaic"):
@@ -154,14 +155,14 @@ def test_bundled_style_by_name(tmp_path, monkeypatch):
 
 def test_bad_checkpoints_give_one_clear_line(tmp_path):
     net = TransformerNet(width=0.125)
-    good = mio.save_checkpoint(tmp_path / "good.h5", net)
+    good = mckpt.save_checkpoint(tmp_path / "good.h5", net)
     (tmp_path / "text.h5").write_text("hello")
     data = good.read_bytes()
     (tmp_path / "truncated.h5").write_bytes(data[:len(data) // 2])
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = np.zeros(3)
-    with h5py.File(tmp_path / "mismatch.h5", "w") as f:
-        f.attrs["format"] = mio.CHECKPOINT_FORMAT
+    with h5py.File(tmp_path / "mismatch.h5", "w") as f:  # format 1: no hash to check, still loaded
+        f.attrs["format"] = "microst-generator/1"
         f.attrs["config"] = json.dumps(TransformerNet(width=0.25).config)
         f.create_group("model")["conv1.conv.weight"] = np.zeros((8, 3, 9, 9), np.float32)
     cases = {"missing.h5": "no such file", "text.h5": "not a readable HDF5 file", "truncated.h5": "HDF5",

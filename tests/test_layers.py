@@ -61,7 +61,7 @@ def test_the_walker_sees_the_imports():
     g = graph()
     assert {"microst.cli", "microst.training"} <= g["microst.train"]
     assert "microst.models.vgg16_h5" in g["microst.models.vgg16"]
-    assert "microst.io" in g["microst"] and "microst.version" in g["microst.io"]
+    assert "microst.checkpoint" in g["microst"] and "microst.version" in g["microst.checkpoint"]
 
 
 def test_no_module_below_the_command_lines_imports_one():

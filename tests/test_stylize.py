@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 import microst
+from microst.errors import UserError
+from microst import checkpoint as mckpt
 from microst import io as mio
 from microst.jobs import Job, Stylizer, jobs
 from microst.models import TextureNet, TransformerNet
@@ -27,10 +29,10 @@ def photo(h, w, seed=0):
 @pytest.fixture
 def styles(tmp_path, monkeypatch):
     """Two small random 'bundled styles' in a temporary weights/styles."""
-    monkeypatch.setattr(mio, "STYLES_DIR", tmp_path / "styles")
+    monkeypatch.setattr(mckpt, "STYLES_DIR", tmp_path / "styles")
     microst.manual_seed(0)
-    mio.save_checkpoint(tmp_path / "styles" / "tiny.h5", TransformerNet(width=0.125), style="tiny")
-    mio.save_checkpoint(tmp_path / "styles" / "noisy.h5", TextureNet(scales=3, channels=4), style="noisy")
+    mckpt.save_checkpoint(tmp_path / "styles" / "tiny.h5", TransformerNet(width=0.125), style="tiny")
+    mckpt.save_checkpoint(tmp_path / "styles" / "noisy.h5", TextureNet(scales=3, channels=4), style="noisy")
     return tmp_path
 
 
@@ -143,8 +145,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(styles, tmp_path, capsys):
 
 def test_the_bundled_style_on_the_sample_photo(tmp_path, capsys):
     """What a fresh clone offers: python -m microst.stylize samples/neuschwanstein.jpg --model great_wave."""
-    assert "great_wave" in mio.bundled_styles()
-    sample = mio.STYLES_DIR.parent.parent / "samples" / "neuschwanstein.jpg"
+    assert "great_wave" in mckpt.bundled_styles()
+    sample = mckpt.STYLES_DIR.parent.parent / "samples" / "neuschwanstein.jpg"
     assert main([str(sample), "--model", "great_wave", "-o", str(tmp_path / "wave.jpg"), "--size", "96",
                  "--device", "cpu"]) == 0
     out = mio.load_image(tmp_path / "wave.jpg")
@@ -160,7 +162,7 @@ def test_the_job_loop_maps_inputs_to_outputs_and_reports_each(styles, tmp_path):
     assert [(Path(j.input).name, j.output.relative_to(tmp_path / "out").as_posix()) for j in todo] == [
         ("a.png", "a_s.png"), ("b.bmp", "sub/b_s.bmp"), ("c.gif", "c_s.jpg")]  # .gif: not a format we write
     reported = []
-    results = Stylizer(microst.load_model("tiny"), "cpu", size=8, report=reported.append).run(todo)
+    results = Stylizer(microst.load_model("tiny"), "cpu", size=8, report=reported.append).run(todo).done
     assert reported == results and [(r.width, r.height) for r in results] == [(8, 6)] * 3
     assert str(results[0]).startswith(f"{todo[0].input} -> {todo[0].output} (8x6, ")
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a_s.png", "b_s.bmp", "c_s.jpg", "sub"]
@@ -175,7 +177,7 @@ def test_a_failed_save_leaves_no_partial_output(styles, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match=r"out.png: cannot write it \(disk full\); choose another folder"):
         Stylizer(microst.load_model("tiny"), "cpu").run_job(Job(str(tmp_path / "p.png"), tmp_path / "out.png"))
     assert (tmp_path / "out.png").read_bytes() == b"the previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "p.png", "styles"]

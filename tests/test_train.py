@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 import microst
-from microst import io as mio
-from microst.data import ImageFolder
+from microst import checkpoint as mckpt
+from microst.data import Batches, ImageFolder
 from microst.models import VGG16Features
 from microst.train import main, resolve_options, train
 
@@ -74,7 +74,7 @@ def test_thirty_iterations_at_64_reduce_the_loss_clearly(tmp_path):
     assert len(total) == 30
     assert total[-5:].mean() < 0.5 * total[:5].mean(), total
     out = tmp_path / "run"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.h5", "history.json", "loss.png",
+    assert sorted(p.name for p in out.iterdir()) == [".microst.lock", "checkpoint.h5", "history.json", "loss.png",
                                                      "preview_000015.png", "preview_000030.png", "style.h5"]
     history = json.loads((out / "history.json").read_text())
     assert history["iteration"] == list(range(1, 31)) and np.allclose(history["total"], total)
@@ -113,19 +113,19 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, m
     whole = train(opts, vgg=vgg, log=quiet)
 
     calls = []
-    real_sample = ImageFolder.sample
+    real_next = Batches.next
 
-    def sample_then_interrupt(self, batch):
+    def next_then_interrupt(self):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during iteration 2
-        return real_sample(self, batch)
+        return real_next(self)
 
-    monkeypatch.setattr(ImageFolder, "sample", sample_then_interrupt)
+    monkeypatch.setattr(Batches, "next", next_then_interrupt)
     messages = []
     opts, _ = options(style, data, tmp_path / "cut", "--iterations", "5")
     cut = train(opts, vgg=vgg, log=messages.append)
-    monkeypatch.setattr(ImageFolder, "sample", real_sample)
+    monkeypatch.setattr(Batches, "next", real_next)
     assert cut["interrupted"] and len(cut["history"]) == 2 and cut["model_path"] is None
     assert "interrupted at iteration 2" in messages[-1] and "--resume" in messages[-1]
 
@@ -229,8 +229,8 @@ def test_command_line_end_to_end(tmp_path):
 
 
 def test_setup_step_and_loop_are_apart(tmp_path):
-    """Driving a Trainer by hand (batch, step, record) is train()'s loop: the same history and weights;
-    the history's columns are the loss's terms."""
+    """Driving a Trainer by hand (batch, step, record, read) is train()'s loop: the same history and
+    weights; the history's columns are the loss's terms."""
     from microst.losses import PerceptualLoss
     from microst.training import Trainer
     style, data = make_images(tmp_path)
@@ -245,12 +245,14 @@ def test_setup_step_and_loop_are_apart(tmp_path):
         terms = trainer.step(trainer.batch())
         assert set(terms) == set(trainer.columns[1:])
         trainer.record(terms)
+    assert trainer.history == [] and trainer.read()["total"] == looped["history"][-1][1]  # read: one transfer
+    trainer.close()
     assert trainer.history == looped["history"] and trainer.done == 2
     for (name, a), (_, b) in zip(looped["model"].state_dict().items(), trainer.model.state_dict().items()):
         np.testing.assert_array_equal(a, b, err_msg=name)
     written = json.loads((tmp_path / "loop" / "history.json").read_text())
     assert tuple(written) == trainer.columns
-    assert mio.load_checkpoint(tmp_path / "loop" / "checkpoint.h5").history_columns == trainer.columns
+    assert mckpt.load_checkpoint(tmp_path / "loop" / "checkpoint.h5").history_columns == trainer.columns
 
 
 def test_resume_reads_the_layer_options_of_older_checkpoints(tmp_path):
@@ -265,6 +267,8 @@ def test_resume_reads_the_layer_options_of_older_checkpoints(tmp_path):
         assert training["style_layers"] == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
         training.update(content_layers="relu2_2", style_layers="relu1_2,relu2_2,relu3_3,relu4_3")
         f.attrs["training"] = json.dumps(training)
+        f.attrs["format"] = "microst-generator/1"  # as such checkpoints were: no hash
+        del f.attrs["sha256"]
     opts, ckpt = resolve_options(["--resume", str(path), "--iterations", "2", "--style-layers",
                                   "relu1_2,relu2_2,relu3_3,relu4_3"])
     assert opts["content_layers"] == ("relu2_2",) and len(train(opts, ckpt, vgg=tiny_vgg(), log=quiet)["history"]) == 2

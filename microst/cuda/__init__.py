@@ -13,11 +13,11 @@
 """
 from . import emu
 from .kernel import CUDA_OPTIONS, MAX_DYNAMIC_SHARED, MAX_THREADS_PER_BLOCK, Kernel, get_kernel
-from .settings import emu_order, empty, poisoned, poisoning, synchronize
+from .settings import counting, emu_order, empty, poisoned, poisoning, synchronize
 from .source import KERNEL_DIR, CompileError, Param
 
 __all__ = ["CUDA_OPTIONS", "CompileError", "KERNEL_DIR", "Kernel", "MAX_DYNAMIC_SHARED", "MAX_THREADS_PER_BLOCK",
-           "Param", "emu_order", "empty", "get_kernel", "poisoned", "poisoning", "synchronize"]
+           "Param", "counting", "emu_order", "empty", "get_kernel", "poisoned", "poisoning", "synchronize"]
 
 
 def __getattr__(name):

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from .. import emu_memory
-from . import emu
+from . import emu, settings
 from .source import KERNEL_DIR, STRUCT_FORMAT, CompileError, analyse, display
 
 MAX_THREADS_PER_BLOCK = 1024
@@ -119,6 +119,11 @@ class Kernel:
     def __call__(self, grid, block, args, shared_mem=0):
         grid, block, shared_mem = self._check_config(grid, block, shared_mem)
         values = self._check_args(args)
+        counter = settings.launch_counter()
+        if counter is not None:
+            counter.append(self.name)
+            if counter.dry:
+                return
         if self.device == "cuda":
             self._launch_cuda(grid, block, args, shared_mem)
         else:
@@ -149,6 +154,8 @@ class Kernel:
         self._launch(grid, block, tuple(args), shared_mem=shared_mem)
         if os.environ.get("MICROST_CUDA_SYNC") == "1":
             import cupy
+            if cupy.cuda.get_current_stream().is_capturing():  # a CUDA graph capture cannot wait
+                return
             try:
                 cupy.cuda.get_current_stream().synchronize()
             except cupy.cuda.runtime.CUDARuntimeError as e:

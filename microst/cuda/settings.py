@@ -5,6 +5,8 @@ order, and waiting for cuda. Settings made with the context managers hold for th
   maximum (ints), so that a kernel that leaves an output element unwritten shows it.
 - ``emu_order(order)`` / MICROST_EMU_ORDER: the order in which emu runs blocks and threads.
 - ``synchronize("cuda")`` waits; MICROST_CUDA_SYNC=1 waits and checks after every launch.
+- ``counting(dry=True)``: the launches made inside are listed by kernel name (and, dry, not run:
+  the arguments are still checked; microst.lab counts a network's launches this way).
 """
 import contextlib
 import os
@@ -90,3 +92,25 @@ def synchronize(device):
         import cupy
         cupy.cuda.Device().synchronize()
 
+
+
+class Launches(list):
+    """The kernel names launched inside ``counting()``, in order; dry: they were not run."""
+
+    def __init__(self, dry):
+        super().__init__()
+        self.dry = dry
+
+
+def launch_counter():
+    return _setting("launches", None)
+
+
+@contextlib.contextmanager
+def counting(dry=True):
+    saved = launch_counter()
+    _state.launches = launches = Launches(dry)
+    try:
+        yield launches
+    finally:
+        _state.launches = saved

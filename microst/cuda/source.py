@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-KERNEL_DIR = Path(__file__).resolve().parent.parent.parent / "kernels"
+from ..resources import kernel_dir
+
+KERNEL_DIR = kernel_dir()
 _REPO = KERNEL_DIR.parent
 
 

@@ -109,37 +109,62 @@ def _labelled(modules):
         nn.Module.__call__, autograd._run = module_call, run
 
 
-def record_passes(net, size, batch=1, train=False):
-    """The recorded GEMM passes (microst.ops.record.Call) of one inference or training step."""
+def prepare(net, size, batch=1, train=False, device="cpu"):
+    """({name: module}, run): run() does one inference or training step of `net` on `device`, as
+    microst.training.Trainer.step does it (the loss's style Grams are computed here, once)."""
+    from .. import ops
     from ..autograd import no_grad, tensor
-    from .. import functional as F
-    model = build(net)
-    x = tensor(np.zeros((batch, 3, size, size), np.float32), requires_grad=False)
-    vgg = random_vgg(STYLE_LAYERS) if train and net != "vgg" else None
-    modules = {"": model} if vgg is None else {"": model, "vgg": vgg}
-    with record.recording(dry=True) as calls, _labelled(modules):
-        if not train:
+    from ..losses import PerceptualLoss
+    from ..optim import Adam
+    model = build(net).to(device)
+    x = tensor(np.zeros((batch, 3, size, size), np.float32), device=device)
+    if not train:
+        def run():
             with no_grad():
                 model(x) if net == "vgg" else model(x, seed=0)
-        elif net == "vgg":
-            xg = tensor(np.zeros((batch, 3, size, size), np.float32), requires_grad=True)
-            features = model(xg)
-            total = None
-            for f in features.values():
-                total = f.mean() if total is None else total + f.mean()
+        return {"": model}, run
+    if net == "vgg":
+        xg = tensor(np.zeros((batch, 3, size, size), np.float32), requires_grad=True, device=device)
+
+        def run():
+            features = list(model(xg).values())
+            total = features[0].mean()
+            for f in features[1:]:
+                total = total + f.mean()
             total.backward()
-        else:
-            model.train()
-            y = model(x, seed=0) if net == "texture" else model(x)
-            features = vgg(y, layers=STYLE_LAYERS)
-            with no_grad():
-                vgg(x, layers=(CONTENT_LAYER,))
-            total = F.mse_loss(features[CONTENT_LAYER], features[CONTENT_LAYER].detach())
-            for layer in STYLE_LAYERS:
-                g = F.gram(features[layer])
-                total = total + F.mse_loss(g, g.detach())
-            total.backward()
+        return {"": model}, run
+    vgg = random_vgg(STYLE_LAYERS).to(device)
+    loss = PerceptualLoss(vgg, tensor(np.zeros((1, 3, 16, 16), np.float32), device=device),
+                          content_layers=(CONTENT_LAYER,), style_layers=STYLE_LAYERS)
+    optimizer = Adam(model.parameters())
+    flag = ops.adam.nonfinite_flag(device) if device != "cpu" else None
+
+    def run():
+        model.train()
+        terms = loss(model(x, seed=None) if net == "texture" else model(x), x)
+        if flag is not None:
+            ops.adam.check_finite(device, terms["total"].data, flag)
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step(skip=flag)
+    return {"": model, "vgg": vgg}, run
+
+
+def record_passes(net, size, batch=1, train=False):
+    """The recorded GEMM passes (microst.ops.record.Call) of one inference or training step."""
+    modules, run = prepare(net, size, batch, train)
+    with record.recording(dry=True) as calls, _labelled(modules):
+        run()
     return calls
+
+
+def count_launches(net, size, batch=1, train=False):
+    """The kernel launches of one step on emu, by kernel name (dry: checked, not run)."""
+    from .. import cuda
+    _, run = prepare(net, size, batch, train, "emu")
+    with cuda.counting(dry=True) as launches:
+        run()
+    return launches
 
 
 def rows(calls, device="cuda"):
@@ -161,7 +186,7 @@ def describe(call):
     return f"gram C{c} P{p} b{n}"
 
 
-def report(net, size, batch=1, train=False, device="cuda", out=print, predict=False):
+def report(net, size, batch=1, train=False, device="cuda", out=print, predict=False, launches=True):
     table = rows(record_passes(net, size, batch, train), device)
     selection = ", ".join(f"{f}={v}" for f, v in versions.selection(device).items() if f in ("conv", "loss"))
     out(f"{net} {'training step' if train else 'inference'} at {size}x{size}, batch {batch}; kernels for "
@@ -174,5 +199,13 @@ def report(net, size, batch=1, train=False, device="cuda", out=print, predict=Fa
     useful, issued = sum(r[3] for r in table), sum(r[4] for r in table)
     if predict:
         out(f"predicted GEMM time {sum(r[5] for r in table):.2f} ms (H100/H200 roofline, see --help)")
+    if launches:
+        counted = count_launches(net, size, batch, train)
+        kinds = {}
+        for name in counted:
+            kinds[name] = kinds.get(name, 0) + 1
+        top = ", ".join(f"{name} {n}" for name, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:6])
+        out(f"kernel launches per {'training step' if train else 'forward pass'}: {len(counted)} "
+            f"(counted on emu, the selected versions; most: {top})")
     out(f"total useful GFLOP {useful / 1e9:.1f} issued GFLOP {issued / 1e9:.1f}")
     return useful, issued

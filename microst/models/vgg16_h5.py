@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import atomic_write
+from ..resources import weights_dir
 
 # name, Cin, Cout of the thirteen 3x3 convolutions of VGG-16 (configuration D), in order
 VGG16_CONVS = (
@@ -39,8 +40,8 @@ REBUILD = ("python -m microst.weights fetch-onnx && python -m microst.weights im
 
 
 def default_path():
-    """weights/vgg16.h5 in the repository this package lives in."""
-    return Path(__file__).resolve().parents[2] / "weights" / "vgg16.h5"
+    """vgg16.h5 of the package's weights (weights/ in a clone; microst.resources)."""
+    return weights_dir() / "vgg16.h5"
 
 
 def first_line(e):

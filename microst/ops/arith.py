@@ -13,9 +13,11 @@ ROLES = ("binary_forward", "scalar_forward", "pow_backward", "reduce_sum", "stri
 VERSIONS = versions.declare(
     versions.Version("arith", "v1", "one thread per element; reduce_sum one block per output element",
                      versions.kernels_of("arith_v1.cu", ROLES, "v1")),
-    versions.Version("arith", "v2", "per-channel sums (bias gradients) over chunks of each plane, summed in order",
+    versions.Version("arith", "v2", "per-channel sums (bias gradients) over chunks of each plane, summed in order; "
+                     "Adam on every parameter in one launch",
                      {**versions.kernels_of("arith_v1.cu", ROLES, "v1"),
-                      **versions.kernels_of("arith_v2.cu", ("plane_sums", "channel_totals"), "v2")}))
+                      **versions.kernels_of("arith_v2.cu", ("plane_sums", "channel_totals", "adam_step",
+                                                            "nonfinite_flag"), "v2")}))
 CHUNK_VALUES, GRID_BLOCKS = 4096, 2048  # channel sums: values per block at least, blocks in all at most
 
 

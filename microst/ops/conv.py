@@ -197,6 +197,8 @@ def cases():
         conv_case("conv2d 1x1", (3, 6, 5, 5), (5, 6, 1, 1)),
         conv_case("conv2d 1x1 b", (3, 4, 5, 5), (2, 4, 1, 1)),
         conv_case("conv2d 3x3 no bias no pad", (2, 2, 6, 7), (3, 2, 3, 3), bias=False),
+        conv_case("conv2d 16 output channels", (1, 3, 16, 16), (16, 3, 3, 3), padding=1),
+        conv_case("conv2d long reduction (split backward-weight)", (2, 2, 16, 17), (3, 2, 3, 3), padding=1),
         transposed_case("conv_transpose2d s2", (2, 6, 5, 7), (6, 5, 3, 3), stride=2, padding=1, output_padding=1,
                         full=((4, 128, 64, 64), (128, 64, 3, 3))),
         transposed_case("conv_transpose2d s2 p1 op1", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),

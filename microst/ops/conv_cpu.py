@@ -1,11 +1,59 @@
-"""conv2d's three passes on the cpu: im2col + one matrix multiply (BLAS), a band of output rows at
-a time. This is the NumPy reference for every kernel version (microst.ops.conv).
+"""conv2d's three passes on the cpu, the NumPy reference for every kernel version (microst.ops.conv).
 
     forward(x, w, b)              y  = w * x (+ b)     (N, Cout, Ho, Wo)
     backward_data(dy, w)          dx = w^T * dy        (N, Cin, H, W)
     backward_weight(dy, x)        dw = dy * x          (Cout, Cin, kh, kw)
+
+Each pass runs on one of three paths (PATHS), chosen per call from the shapes:
+
+    reference   im2col (strided copies of the receptive fields, a band of output rows at a time) +
+                one matrix multiply; backward-data scatters the columns back (col2im). The plain
+                path: the others are tested against it on every conv case (tests/test_conv_cpu.py).
+    gemm        stride 1: GEMMs on the flat padded layout (ops/conv_gemm.py): contiguous im2col, or
+                one GEMM for all taps and shifted adds when the output is narrow; weight gradient
+                from shifted views without a copy. Backward-data of a stride-1 conv is the forward
+                conv of dy with the flipped kernel ("full" correlation), so it needs no scatter.
+                Strided convs keep the reference's im2col, without its tensordot copy.
+    winograd    F(2x2, 3x3) for the stride-1 3x3 convs (ops/conv_winograd.py): 2.25x fewer multiplies;
+                chosen when both channel counts are at least WINOGRAD_CHANNELS (below, its transforms
+                cost more than the multiplies saved).
+
+use_path(name) pins one ("winograd" runs wherever it applies, "gemm" never runs Winograd,
+"reference" runs the plain path everywhere); tests and benchmarks use it.
 """
+import contextlib
+
 import numpy as np
+
+from . import conv_gemm, conv_winograd
+from .workspace import scratch
+
+PATHS = ("reference", "gemm", "winograd")
+WINOGRAD_CHANNELS = 32
+_pinned = None
+
+
+@contextlib.contextmanager
+def use_path(path):
+    """Within this block every cpu conv pass takes `path` where it applies (see the module docstring)."""
+    global _pinned
+    if path not in PATHS:
+        raise ValueError(f"unknown conv path {path!r}; choose one of {', '.join(PATHS)}")
+    previous, _pinned = _pinned, path
+    try:
+        yield
+    finally:
+        _pinned = previous
+
+
+def _path(w_shape, stride, padding):
+    """The path a stride-1 or strided conv of this kernel takes now."""
+    if _pinned == "reference":
+        return "reference"
+    if conv_winograd.applies(w_shape, stride, padding) and (
+            _pinned == "winograd" or (_pinned is None and min(w_shape[:2]) >= WINOGRAD_CHANNELS)):
+        return "winograd"
+    return "gemm"
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -54,7 +102,8 @@ def _zero_pad(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
 
 
-def forward(x, w, b, stride, padding):
+# -- the reference: im2col of strided windows --------------------------------------------------
+def reference_forward(x, w, b, stride, padding):
     cout, cin, kh, kw = w.shape
     n, _, h, wd = x.shape
     ho, wo = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
@@ -71,7 +120,7 @@ def forward(x, w, b, stride, padding):
     return y.reshape(n, cout, ho, wo)
 
 
-def backward_data(dy, w, x_shape, stride, padding):
+def reference_backward_data(dy, w, x_shape, stride, padding):
     cout, cin, kh, kw = w.shape
     n, _, ho, wo = dy.shape
     w2t, dy2 = w.reshape(cout, -1).T, dy.reshape(n, cout, -1)
@@ -84,7 +133,7 @@ def backward_data(dy, w, x_shape, stride, padding):
     return np.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + wd])
 
 
-def backward_weight(dy, x, w_shape, stride, padding):
+def reference_backward_weight(dy, x, w_shape, stride, padding):
     cout, cin, kh, kw = w_shape
     n, _, ho, wo = dy.shape
     dy2 = dy.reshape(n, cout, -1)
@@ -94,4 +143,48 @@ def backward_weight(dy, x, w_shape, stride, padding):
     dw = np.zeros((cout, cin * kh * kw), dy.dtype)
     for r0, r1 in _bands(n, cin, kh, kw, ho, wo):
         dw += np.tensordot(dy2[:, :, r0 * wo:r1 * wo], im2col(xpad, kh, kw, stride, (r0, r1), wo), axes=([0, 2], [0, 2]))
+    return dw.reshape(w_shape)
+
+
+# -- the entry points: the path the shapes (or use_path) choose ---------------------------------
+def forward(x, w, b, stride, padding):
+    path = _path(w.shape, stride, padding)
+    if path == "reference" or _is_pointwise(*w.shape[2:], stride, padding) or stride != (1, 1):
+        return reference_forward(x, w, b, stride, padding)
+    if path == "winograd":  # bands 4x larger: its GEMMs need wide bands, and V is only 4x the input
+        return conv_winograd.forward(x, w, b, padding, 4 * BAND_ELEMENTS)
+    return conv_gemm.forward(x, w, b, padding, BAND_ELEMENTS)
+
+
+def backward_data(dy, w, x_shape, stride, padding):
+    kh, kw = w.shape[2:]
+    full = (kh - 1 - padding[0], kw - 1 - padding[1])  # the padding of the "full" correlation
+    if _path(w.shape, stride, padding) == "reference" or stride != (1, 1) or min(full) < 0 or \
+            _is_pointwise(kh, kw, stride, padding):
+        return reference_backward_data(dy, w, x_shape, stride, padding)
+    # dx = dy correlated with the kernel turned by 180 degrees, Cin and Cout swapped, padded by k - 1 - p
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return forward(dy, flipped, None, (1, 1), full)
+
+
+def backward_weight(dy, x, w_shape, stride, padding):
+    cout, cin, kh, kw = w_shape
+    if _path(w_shape, stride, padding) == "reference":
+        return reference_backward_weight(dy, x, w_shape, stride, padding)
+    if stride == (1, 1) and not _is_pointwise(kh, kw, stride, padding):
+        return conv_gemm.backward_weight(dy, x, w_shape, padding, BAND_ELEMENTS)
+    # strided or pointwise: the reference's columns, multiplied image by image (dy (Cout, P) @ cols^T,
+    # a transposed operand BLAS reads in place), where a tensordot over (batch, positions) would copy
+    n, _, ho, wo = dy.shape
+    dy2 = dy.reshape(n, cout, -1)
+    dw = np.zeros((cout, cin * kh * kw), dy.dtype)
+    part = scratch("gemm", dw.shape, dy.dtype)
+    if _is_pointwise(kh, kw, stride, padding):
+        bands, xpad = [(0, ho)], None
+    else:
+        bands, xpad = _bands(n, cin, kh, kw, ho, wo), _zero_pad(x, padding)
+    for r0, r1 in bands:
+        cols = x.reshape(n, cin, -1) if xpad is None else im2col(xpad, kh, kw, stride, (r0, r1), wo)
+        for image in range(n):
+            dw += np.matmul(dy2[image, :, r0 * wo:r1 * wo], cols[image].T, out=part)
     return dw.reshape(w_shape)

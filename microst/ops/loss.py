@@ -142,10 +142,14 @@ def mse_backward(device, dy, a, b, needs):
     if device == "cpu":
         g = (a - b) * (dy * (2.0 / a.size)).astype(a.dtype)
         return (g if want_a else None), (-g if want_b else None)
-    da = empty(device, a.shape) if want_a else a  # an unused output still needs a valid pointer
-    db = empty(device, b.shape) if want_b else b
+    if not (want_a or want_b):
+        return None, None
+    da = empty(device, a.shape) if want_a else None
+    db = empty(device, b.shape) if want_b else None
+    # an unused output still needs a valid pointer: the other one (not written to)
     launch(device, versions.selected("loss", device).kernel("mse_backward"), blocks(a.size),
-           (a, b, dy, da, db, i32(a.size), f32(2.0 / a.size), i32(want_a), i32(want_b)))
+           (a, b, dy, da if want_a else db, db if want_b else da, i32(a.size), f32(2.0 / a.size), i32(want_a),
+            i32(want_b)))
     return (da if want_a else None), (db if want_b else None)
 
 

@@ -12,15 +12,16 @@ Backward, with xhat = (x - mean) * rstd and g = dy * weight, means over the same
 instance_norm_relu and batch_norm_relu are the same followed by a ReLU, in one pass on the
 kernels (the generators' norm + ReLU pairs): backward masks dy by the output y > 0.
 
-cpu: NumPy. emu/cuda: the selected version (ops/norm_kernels.py): v1 one block per statistics
-group, v2 several blocks per group with a deterministic second stage. Both save mean and rstd
-(not xhat) for backward.
+cpu: NumPy; emu/cuda: the selected version (ops/norm_kernels.py): v1 one block per statistics
+group, v2 several blocks per group with a deterministic second stage. All save mean and rstd
+(not xhat) for backward, which recomputes xhat.
 """
 import numpy as np
 
 from . import versions
 from .base import Case, Op, check_rank
 from .norm_kernels import VERSIONS  # noqa: F401 (the family's versions)
+from .workspace import scratch
 
 
 def _per_channel(v):
@@ -33,24 +34,31 @@ def _axes(per_image):
 
 def norm_forward(device, x, weight, bias, per_image, eps, mean=None, rstd=None, relu=False):
     """(y, mean, rstd, xhat); statistics of x itself unless mean and rstd (per channel) are given;
-    relu: y = relu(normalized). xhat (kept for backward) on cpu only: the kernels recompute it."""
+    relu: y = relu(normalized). xhat is None: backward recomputes it (on cpu as on the kernels)."""
     if device != "cpu":
         version = versions.selected("norm", device)
         return version.launcher.forward(device, version, x, weight, bias, per_image, eps, mean, rstd, relu) + (None,)
+    return _forward_cpu(x, weight, bias, per_image, eps, mean, rstd, relu)
+
+
+def _forward_cpu(x, weight, bias, per_image, eps, mean, rstd, relu):
+    """y = (x - mean) * (rstd * weight) + bias in place on x - mean (the output's own memory). xhat is
+    not kept: backward recomputes it from x, mean and rstd (one pass, and no array held in between)."""
     if mean is None:
         mean = x.mean(axis=_axes(per_image), keepdims=True)
-        centered = x - mean
-        rstd = 1.0 / np.sqrt((centered * centered).mean(axis=_axes(per_image), keepdims=True) + x.dtype.type(eps))
+        y = x - mean
+        square = scratch("norm_square", x.shape, x.dtype)
+        np.multiply(y, y, out=square)
+        rstd = 1.0 / np.sqrt(square.mean(axis=_axes(per_image), keepdims=True) + x.dtype.type(eps))
     else:
         mean, rstd = _per_channel(mean), _per_channel(rstd)
-        centered = x - mean
-    xhat = centered * rstd
-    y = xhat * _per_channel(weight) if weight is not None else xhat.copy()
+        y = x - mean
+    y *= rstd * _per_channel(weight) if weight is not None else rstd
     if bias is not None:
         y += _per_channel(bias)
     if relu:
         np.maximum(y, 0, out=y)
-    return y, mean.reshape(-1), rstd.reshape(-1), xhat
+    return y, mean.reshape(-1), rstd.reshape(-1), None
 
 
 def norm_backward(device, dy, x, y, xhat, weight, mean, rstd, per_image, batch_stats, needs, relu=False):
@@ -60,20 +68,38 @@ def norm_backward(device, dy, x, y, xhat, weight, mean, rstd, per_image, batch_s
         version = versions.selected("norm", device)
         return version.launcher.backward(device, version, dy, x, y, weight, mean, rstd, per_image, batch_stats,
                                          needs, relu)
+    return _backward_cpu(dy, x, y, xhat, weight, mean, rstd, per_image, batch_stats, needs, relu)
+
+
+def _backward_cpu(dy, x, y, xhat, weight, mean, rstd, per_image, batch_stats, needs, relu):
+    """dx = rstd * weight * (dy - mean(dy) - xhat * mean(dy * xhat)) (weight is constant within a group,
+    so it moves out of the means); the two sums per group also give dweight and dbias."""
     need_x, need_w, need_b = needs
     n, c = dy.shape[:2]
+    group = (n, c, 1, 1) if per_image else (1, c, 1, 1)
+    rstd = rstd.reshape(group)
+    if xhat is None:
+        xhat = x - mean.reshape(group)
+        xhat *= rstd
     if relu:
         dy = dy * (y > 0)
-    g = dy * _per_channel(weight) if weight is not None else dy
-    rstd = rstd.reshape((1, c, 1, 1) if not per_image else (n, c, 1, 1))
+    axes = _axes(per_image)
+    stats = need_x and batch_stats
+    dy_sum = dy.sum(axis=axes, keepdims=True) if need_b or stats else None  # per group
+    dyx_sum = (dy * xhat).sum(axis=axes, keepdims=True) if need_w or stats else None
     dx = None
-    if need_x and batch_stats:
-        axes = _axes(per_image)
-        dx = rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
-    elif need_x:
-        dx = g * rstd
-    dw = (dy * xhat).sum(axis=(0, 2, 3)) if need_w else None
-    db = dy.sum(axis=(0, 2, 3)) if need_b else None
+    if need_x:
+        scale = rstd * _per_channel(weight) if weight is not None else rstd
+        if stats:
+            count = dy.dtype.type(dy.size // (n * c if per_image else c))
+            dx = xhat * (dyx_sum / count)
+            np.subtract(dy, dx, out=dx)
+            dx -= dy_sum / count
+            dx *= scale
+        else:
+            dx = dy * scale
+    dw = dyx_sum.sum(axis=0).reshape(c) if need_w else None
+    db = dy_sum.sum(axis=0).reshape(c) if need_b else None
     return dx, dw, db
 
 

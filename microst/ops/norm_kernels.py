@@ -1,8 +1,9 @@
 """norm's kernel versions: the Python half of each, what it launches.
 
     v1  kernels/norm_v1.cu  one block per statistics group, two passes over the group
-    v2  kernels/norm_v2.cu  several blocks per group (partial moments, merged in order by a
-                            second stage), float4 loads, the fused ReLU in the same passes
+    v2  kernels/norm_v2.cu  several blocks per group (partial moments, merged in order by each
+                            block of the pass that follows), float4 loads, the fused ReLU in the
+                            same passes
 
 forward(...) -> (y, mean, rstd); backward(...) -> (dx, dweight, dbias) (None where not asked).
 """
@@ -87,41 +88,41 @@ class NormV2:
     def forward(self, device, version, x, weight, bias, per_image, eps, mean, rstd, relu):
         n, c, hw = self._planes(x)
         weight, bias = _params(device, x, weight, bias)
-        if mean is None:
+        compute_stats = mean is None
+        chunks, length = self.chunking(n * c, hw)
+        if compute_stats:
             groups = n * c if per_image else c
-            chunks, length = self.chunking(n * c, hw)
             partial = empty(device, (n * c, chunks, 3))
             launch(device, version.kernel("norm_stats"), (chunks, n * c), (x, partial, i32(hw), i32(length)))
             mean, rstd = empty(device, (groups,)), empty(device, (groups,))
-            launch(device, version.kernel("norm_finalize"), blocks(groups),
-                   (partial, mean, rstd, i32(n), i32(c), i32(chunks), i32(per_image), f32(eps)))
-        else:
+        else:  # given (eval): read only; the kernel's parameters are its outputs with batch statistics
             mean, rstd = device_array(device, mean), device_array(device, rstd)
+            partial = mean
         y = empty(device, x.shape)
         launch(device, version.kernel("norm_apply"), self._apply_grid(hw, n, c),
-               (x, weight, bias, mean, rstd, y, i32(c), i32(hw), i32(per_image), i32(relu)))
+               (x, weight, bias, partial, mean, rstd, y, i32(n), i32(c), i32(hw), i32(chunks), i32(per_image),
+                i32(compute_stats), f32(eps), i32(relu)))
         return y, mean, rstd
 
     def backward(self, device, version, dy, x, y, weight, mean, rstd, per_image, batch_stats, needs, relu):
         n, c, hw = self._planes(dy)
         weight = _params(device, x, weight, None)[0]
-        groups = n * c if per_image else c
         chunks, length = self.chunking(n * c, hw)
         y = dy if y is None else y  # read only when relu
         partial = empty(device, (n * c, chunks, 2))
         launch(device, version.kernel("norm_backward_sums"), (chunks, n * c),
                (x, dy, y, mean, rstd, partial, i32(c), i32(hw), i32(length), i32(per_image), i32(relu)))
-        sum_dy, sum_dy_xhat = empty(device, (groups,)), empty(device, (groups,))
         dw, db = empty(device, (c,)), empty(device, (c,))
-        launch(device, version.kernel("norm_backward_finalize"), blocks(c),
-               (partial, sum_dy, sum_dy_xhat, dw, db, i32(n), i32(c), i32(chunks), i32(per_image)))
         need_x, need_w, need_b = needs
         dx = None
-        if need_x:
+        if need_x:  # dweight and dbias come with dx
             dx = empty(device, dy.shape)
             launch(device, version.kernel("norm_backward_apply"), self._apply_grid(hw, n, c),
-                   (x, dy, y, weight, mean, rstd, sum_dy, sum_dy_xhat, dx, i32(c), i32(hw),
-                    i32(hw if per_image else n * hw), i32(per_image), i32(batch_stats), i32(relu)))
+                   (x, dy, y, weight, mean, rstd, partial, dx, dw, db, i32(n), i32(c), i32(hw), i32(chunks),
+                    i32(per_image), i32(batch_stats), i32(relu)))
+        elif need_w or need_b:
+            launch(device, version.kernel("norm_backward_finalize"), blocks(c),
+                   (partial, dw, db, i32(n), i32(c), i32(chunks), i32(per_image)))
         return dx, (dw if need_w else None), (db if need_b else None)
 
 
@@ -130,6 +131,6 @@ VERSIONS = versions.declare(
                      versions.kernels_of("norm_v1.cu", ("norm_forward", "norm_backward", "sum_over_images"), "v1"),
                      NormV1()),
     versions.Version("norm", "v2", "several blocks per group, deterministic second stage, float4 loads, fused ReLU",
-                     versions.kernels_of("norm_v2.cu", ("norm_stats", "norm_finalize", "norm_apply", "norm_backward_sums",
+                     versions.kernels_of("norm_v2.cu", ("norm_stats", "norm_apply", "norm_backward_sums",
                                                         "norm_backward_finalize", "norm_backward_apply"), "v2"),
                      NormV2()))

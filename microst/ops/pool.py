@@ -1,6 +1,7 @@
 """Resampling: max_pool2d, avg_pool2d (no padding, floor mode) and nearest upsampling.
 
-cpu: NumPy, a loop over the kernel taps (each a strided view of the whole image).
+cpu: NumPy, a loop over the kernel taps (each a strided view of the whole image); max pooling
+records its argmax only when a gradient is wanted.
 emu/cuda: kernels/pool_v1.cu; backward passes gather from the windows that contain each input
 pixel (deterministic, no atomics).
 """
@@ -44,21 +45,35 @@ def _run(device, role, out_shape, arrays, x_shape, k, s, out, dtype=np.float32):
     return y
 
 
-def max_pool_forward(device, x, k, s, out):
-    """(y, argmax): argmax holds the kernel tap i * KW + j of each first maximum (as in PyTorch)."""
+def max_pool_forward(device, x, k, s, out, keep_argmax=True):
+    """(y, argmax): argmax holds the kernel tap i * KW + j of each first maximum (as in PyTorch); on cpu
+    it is None unless keep_argmax (backward needs it, inference does not)."""
     if device != "cpu":
         y = empty(device, x.shape[:2] + out)
         argmax = _run(device, "max_pool_forward", x.shape[:2] + out, (x, y), x.shape, k, s, out, np.int32)
         return y, argmax
-    y = argmax = None
-    for t, window in _taps(k, s, out):
-        v = x[window]
-        if y is None:
-            y, argmax = v.copy(), np.zeros(v.shape, np.int32)
-        else:  # strictly greater: the first maximum wins
-            better = v > y
-            y = np.where(better, v, y)
-            argmax[better] = t
+    windows = [x[window] for _, window in _taps(k, s, out)]
+    y = windows[0].copy()
+    for v in windows[1:]:
+        np.maximum(y, v, out=y)
+    if not np.isfinite(y.sum()):  # NaN or inf somewhere: np.maximum propagates NaN where the first-maximum
+        return _max_pool_first_maximum(windows)  # rule (strictly greater wins) does not, so take the rule
+    if not keep_argmax:
+        return y, None
+    # the first tap equal to the maximum is the first maximum: assign taps from the last to the first
+    argmax = np.full(y.shape, len(windows) - 1, np.int8 if len(windows) <= 127 else np.int32)
+    for t in range(len(windows) - 2, -1, -1):
+        argmax[windows[t] == y] = t
+    return y, argmax
+
+
+def _max_pool_first_maximum(windows):
+    """(y, argmax) by the rule itself: a later tap replaces the maximum only when strictly greater."""
+    y, argmax = windows[0].copy(), np.zeros(windows[0].shape, np.int32)
+    for t, v in enumerate(windows[1:], start=1):
+        better = v > y
+        y = np.where(better, v, y)
+        argmax[better] = t
     return y, argmax
 
 
@@ -67,7 +82,10 @@ def max_pool_backward(device, dy, argmax, x_shape, k, s, out):
         return _run(device, "max_pool_backward", x_shape, (dy, argmax), x_shape, k, s, out)
     dx = np.zeros(x_shape, dy.dtype)
     for t, window in _taps(k, s, out):
-        dx[window] += dy * (argmax == t)
+        if k == s:  # the windows do not overlap: each input pixel has one tap, written once
+            np.multiply(dy, argmax == t, out=dx[window])
+        else:
+            dx[window] += dy * (argmax == t)
     return dx
 
 
@@ -99,8 +117,16 @@ def upsample_nearest_forward(device, x, scale):
 
 def upsample_nearest_backward(device, dy, x_shape, scale):
     n, c, h, w = x_shape
-    if device == "cpu":
-        return dy.reshape(n, c, h, scale, w, scale).sum(axis=(3, 5))
+    if device == "cpu":  # the copies of each row added first (long contiguous rows), then those of each pixel
+        copies = dy.reshape(n, c, h, scale, w * scale)
+        rows = copies[:, :, :, 0].copy()
+        for i in range(1, scale):
+            rows += copies[:, :, :, i]
+        pixels = rows.reshape(n, c, h, w, scale)
+        dx = pixels[..., 0].copy()
+        for j in range(1, scale):
+            dx += pixels[..., j]
+        return dx
     dx = empty(device, x_shape)
     launch(device, versions.selected("pool", device).kernel("upsample_nearest_backward"), blocks(dx.size),
            (dy, dx, i32(n * c), i32(h), i32(w), i32(scale)))
@@ -120,7 +146,7 @@ class MaxPool2d(_Pool):
 
     def forward(self, x):
         self.geometry(x)
-        y, argmax = max_pool_forward(self.device, x, self.k, self.s, self.out)
+        y, argmax = max_pool_forward(self.device, x, self.k, self.s, self.out, keep_argmax=any(self.needs_grad))
         if any(self.needs_grad):
             self.argmax = argmax
         return y

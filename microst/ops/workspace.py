@@ -1,0 +1,30 @@
+"""Temporaries the cpu paths reuse across calls (im2col columns, GEMM outputs, Winograd tiles, norm
+squares), so that a large temporary is not allocated (and its pages faulted in) again on every call.
+
+    a = scratch("cols", shape, dtype)     # this thread's array of that name, contents undefined
+
+Only a pass's own temporaries come from here: never an array it returns or an op keeps for
+backward (the next call overwrites them; tests/test_conv_cpu.py checks). One name per temporary
+that is alive at the same time as another.
+"""
+import threading
+
+import numpy as np
+
+_local = threading.local()
+
+
+def scratch(name, shape, dtype):
+    """A temporary array from this thread's workspace (contents undefined); the same name returns the
+    same memory, grown when a larger one is asked for."""
+    size = int(np.prod(shape))
+    pool = _local.__dict__.setdefault("pool", {})
+    buffer = pool.get(name)
+    if buffer is None or buffer.dtype != dtype or buffer.size < size:
+        buffer = pool[name] = np.empty(max(size, 1), dtype)
+    return buffer[:size].reshape(shape)
+
+
+def buffers():
+    """This thread's workspace arrays (for tests)."""
+    return list(_local.__dict__.get("pool", {}).values())

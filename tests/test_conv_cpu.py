@@ -1,0 +1,109 @@
+"""The cpu conv's fast paths (microst/ops/conv_cpu.py: gemm, winograd) against its plain im2col path
+(reference), on every conv case (microst.ops.conv.cases()): output and every input gradient, in
+float64 and float32, in bands of any size; their float64 gradient checks; Winograd against
+float64; and the workspace the fast paths reuse never holding a result or what backward keeps."""
+import numpy as np
+import pytest
+
+import microst
+import microst.functional as F
+from microst.gradcheck import check_backward
+from microst.ops import conv as conv_ops
+from microst.ops import conv_cpu, workspace
+
+CASES = conv_ops.cases()
+FAST = ("gemm", "winograd")
+
+
+def run(case, arrays, path):
+    """[output, gradient of every input] of the case on cpu under `path`."""
+    xs = [microst.tensor(a, requires_grad=True) for a in arrays]
+    with conv_cpu.use_path(path):
+        y = case.fn(F, *xs)
+        y.backward(np.random.default_rng(7).standard_normal(y.shape).astype(arrays[0].dtype))
+    return [y.numpy()] + [x.grad for x in xs]
+
+
+def assert_matches(got, expected, rtol):
+    for i, (g, e) in enumerate(zip(got, expected)):
+        what = "output" if i == 0 else f"gradient of input {i - 1}"
+        assert g.dtype == e.dtype and g.shape == e.shape, what
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol * float(np.abs(e).max()), err_msg=what)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_fast_path_matches_reference(case, path, dtype):
+    arrays = case.inputs(dtype=dtype, seed=3)
+    assert_matches(run(case, arrays, path), run(case, arrays, "reference"), 1e-11 if dtype == np.float64 else 2e-5)
+
+
+@pytest.mark.parametrize("band", [1, 200])
+@pytest.mark.parametrize("path", FAST)
+def test_fast_paths_in_small_bands(path, band, monkeypatch):
+    """A band of one output (or tile) row at a time, and a few rows: the same results as in one band."""
+    expected = {c.name: run(c, c.inputs(dtype=np.float64, seed=4), "reference") for c in CASES}
+    monkeypatch.setattr(conv_cpu, "BAND_ELEMENTS", band)
+    for case in CASES:
+        assert_matches(run(case, case.inputs(dtype=np.float64, seed=4), path), expected[case.name], 1e-11)
+
+
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_fast_path_gradient_check(case, path):
+    with conv_cpu.use_path(path):
+        check_backward(lambda *xs: case.fn(F, *xs), case.inputs(dtype=np.float64, seed=5))
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_winograd_is_as_accurate_as_im2col(padding):
+    """Against float64, Winograd's float32 forward and backward-data are within 2x the error of the
+    float32 reference (its transforms only add, subtract and halve)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 48, 23, 18)), rng.standard_normal((40, 48, 3, 3)) / 20
+    dy = rng.standard_normal((2, 40, 23 + 2 * padding - 2, 18 + 2 * padding - 2))
+    stride, pad = (1, 1), (padding, padding)
+
+    def passes(path, dtype):
+        with conv_cpu.use_path(path):
+            return (conv_cpu.forward(x.astype(dtype), w.astype(dtype), None, stride, pad),
+                    conv_cpu.backward_data(dy.astype(dtype), w.astype(dtype), x.shape, stride, pad))
+
+    exact = passes("reference", np.float64)
+    for got, plain, truth in zip(passes("winograd", np.float32), passes("reference", np.float32), exact):
+        scale = np.abs(truth).max()
+        assert np.abs(got - truth).max() / scale <= 2 * np.abs(plain - truth).max() / scale + 1e-7
+
+
+def test_default_choice():
+    """Winograd for the wide stride-1 3x3 convs, gemm for other stride-1 convs, im2col for strided ones."""
+    w3, wide = (64, 64, 3, 3), (128, 32, 3, 3)
+    assert conv_cpu._path(w3, (1, 1), (1, 1)) == "winograd"
+    assert conv_cpu._path(wide, (1, 1), (0, 0)) == "winograd"
+    assert conv_cpu._path((3, 32, 9, 9), (1, 1), (4, 4)) == "gemm"
+    assert conv_cpu._path((16, 3, 3, 3), (1, 1), (1, 1)) == "gemm"
+    assert conv_cpu._path(w3, (2, 2), (1, 1)) == "gemm"  # (its forward is the reference's im2col)
+    with conv_cpu.use_path("reference"):
+        assert conv_cpu._path(w3, (1, 1), (1, 1)) == "reference"
+    with pytest.raises(ValueError, match="unknown conv path"):
+        with conv_cpu.use_path("fast"):
+            pass
+
+
+@pytest.mark.parametrize("path", FAST)
+def test_workspace_holds_no_result(path):
+    """Outputs, gradients and what the ops keep for backward are never workspace memory, which the
+    next conv overwrites."""
+    x = microst.tensor(np.random.default_rng(1).standard_normal((2, 40, 12, 10)).astype(np.float32), requires_grad=True)
+    conv = microst.nn.Conv2d(40, 40, 3, padding=1)
+    out = microst.nn.Conv2d(40, 3, 5, padding=2)
+    with conv_cpu.use_path(path):
+        h = conv(x)
+        y = out(F.relu(h))
+        kept = [h.data, y.data] + [a for t in (h, y) for a in vars(t._op).values() if isinstance(a, np.ndarray)]
+        y.backward(np.ones(y.shape, np.float32))
+    results = kept + [x.grad] + [p.grad for p in conv.parameters() + out.parameters()]
+    assert workspace.buffers(), "the fast path used no workspace"
+    for a in results:
+        assert not any(np.shares_memory(a, buffer) for buffer in workspace.buffers())
