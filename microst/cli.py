@@ -72,6 +72,17 @@ def pixels(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of pixels") from None
 
 
+def unit_interval(text):
+    """A number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
+
+
 def layer_list(text):
     """Comma-separated VGG-16 layer names (e.g. relu1_2,relu2_2) -> a tuple; "" -> ()."""
     layers = tuple(name.strip() for name in text.split(",") if name.strip())

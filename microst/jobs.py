@@ -9,7 +9,8 @@ A job is one input image and its output path. run_job loads the image, stylizes 
 so an interrupted run never leaves half an image) and returns a Result; run loops over the jobs
 and reports each result as it comes. What later work adds goes into this one loop: progress in
 run, skipping bad images and a summary around run_job, other media as other jobs, workers by
-mapping run_job over them.
+mapping run_job over them. A video file is one job too: its frames stream through the same
+stylize call (microst.video).
 """
 import os
 import sys
@@ -23,7 +24,8 @@ from .device import free_memory
 from .errors import UserError
 from .files import check_writable, name_limit
 from .io import IMAGE_SUFFIXES, UnreadableImage, check_image_path, find_images, load_image, save_image
-from .transfer import preserve_colors, stylize, tiling_overlap
+from .transfer import adjusted, stylize, tiling_overlap
+from .video import check_video_output, is_video, stylize_video
 
 
 @dataclass(frozen=True)
@@ -35,35 +37,39 @@ class Job:
 
 @dataclass(frozen=True)
 class Result:
-    """A job done: the image's size and the seconds the stylization itself took (not load or save)."""
+    """A job done: the image's size and the seconds the stylization itself took (not load or save;
+    a video's: its frames' decoding and encoding included)."""
     job: Job
     width: int
     height: int
     seconds: float
+    frames: int = 0  # a video's; 0 for an image
 
     def __str__(self):
-        return f"{self.job.input} -> {self.job.output} ({self.width}x{self.height}, {self.seconds:.2f} s)"
+        frames = f"{self.frames} frames, " if self.frames else ""
+        return f"{self.job.input} -> {self.job.output} ({frames}{self.width}x{self.height}, {self.seconds:.2f} s)"
 
 
 def jobs(inputs, output=None, out_dir=None, style=""):
     """The jobs for image files and folders (every image under a folder, in order): with `output`, the
     one input's output file; else OUT_DIR/[subfolder/]STEM_STYLE.EXT, EXT the input's (.jpg for other
-    formats), subfolders of an input folder kept so that equal names in different folders do not
-    collide. A UserError, before any work, for a missing input, an empty folder, an -o for several
+    formats; a video keeps its own), subfolders of an input folder kept so that equal names in
+    different folders do not collide. A UserError, before any work, for a missing input, an empty folder, an -o for several
     inputs, an unknown output format or an output that would overwrite its input."""
     files = _collect(inputs)
     if output is not None:
         if len(files) != 1:
             raise UserError(f"-o {output}: names one output file but there are {len(files)} input images; "
                             f"use --out-dir DIR instead")
-        check_image_path(output)
+        (check_video_output if is_video(files[0][0]) else check_image_path)(output)
         paths = [Path(output)]
     else:
         directory = Path(out_dir or ".")
         paths = []
         for f, sub in files:
             suffix = Path(f).suffix.lower()
-            paths.append(directory / sub / f"{Path(f).stem}_{style}{suffix if suffix in IMAGE_SUFFIXES else '.jpg'}")
+            kept = suffix in IMAGE_SUFFIXES or is_video(f)
+            paths.append(directory / sub / f"{Path(f).stem}_{style}{suffix if kept else '.jpg'}")
     todo = [Job(f, p) for (f, _), p in zip(files, paths)]
     for job in todo:
         if os.path.abspath(job.input) == os.path.abspath(job.output):
@@ -117,18 +123,23 @@ class Stylizer:
     An image stylized whole needs about model.peak_bytes(h, w) of memory at once. When that is more
     than the device has free (microst.device.free_memory) and no --tile was given, the image is
     stylized in the largest tiles that fit, and warn says so; when not even small tiles fit, a
-    UserError names --size."""
+    UserError names --size. stable: a video's instance-norm statistics smoothed over its frames
+    (microst.video); strength: microst.transfer.adjusted's."""
     TILES = (4096, 2048, 1024, 512, 256)  # the tile sides tried, largest first
     USABLE = 0.8  # of the free memory
 
     def __init__(self, model, device=None, size=None, seed=None, tile=None, overlap=None, stats_size=1024,
-                 preserve_color=False, report=None, cuda_graph=False, progress=False, warn=None):
+                 preserve_color=False, strength=1.0, stable=False, report=None, cuda_graph=False, progress=False,
+                 warn=None):
         self.model, self.device, self.size = model, device or model.device, size
         self.report = report or (lambda result: tqdm.write(str(result)))  # a line that keeps the bars whole
         self.progress, self.warn = progress, warn or (lambda text: print(text, file=sys.stderr))
         self.options = dict(seed=seed, tile=tile, overlap=overlap, stats_size=stats_size,
-                            preserve_color=preserve_color)
-        self.graphs = None
+                            preserve_color=preserve_color, strength=strength)
+        self.stable, self.graphs, self._tiles = stable, None, {}
+        if stable and (tile or cuda_graph):
+            raise UserError(f"--stable: smooths statistics over whole frames; leave out "
+                            f"{'--tile' if tile else '--cuda-graph'}")
         if cuda_graph:
             if tile:
                 raise UserError("--cuda-graph: a CUDA graph runs the whole image; leave out --tile (or --cuda-graph)")
@@ -175,7 +186,13 @@ class Stylizer:
         return kept
 
     def run_job(self, job):
-        """Load, stylize and save one image; returns its Result."""
+        """Load, stylize and save one image (or video); returns its Result."""
+        if is_video(job.input):
+            start = time.perf_counter()
+            count, width, height = stylize_video(lambda frame: self.stylize(job, frame, frame=True), self.model, job.input,
+                                                 job.output, size=self.size, stable=self.stable,
+                                                 progress=self.progress)
+            return Result(job, width, height, time.perf_counter() - start, frames=count)
         image = load_image(job.input, self.size)
         start = time.perf_counter()
         output = self.stylize(job, image)
@@ -183,14 +200,17 @@ class Stylizer:
         save_image(job.output, output)
         return Result(job, image.shape[2], image.shape[1], seconds)
 
-    def stylize(self, job, image):
-        """The stylized image; running out of memory is the user's to fix (tiles, a smaller size)."""
+    def stylize(self, job, image, frame=False):
+        """The stylized image (a video's frame: no bar over its tiles); running out of memory is the
+        user's to fix (tiles, a smaller size)."""
         try:
             if self.graphs is not None:
-                y = self.graphs(image)
-                return preserve_colors(image, y) if self.options["preserve_color"] else y
+                return adjusted(image, self.graphs(image), self.options["preserve_color"], self.options["strength"])
             options = dict(self.options, tile=self.tile_for(job, image))
-            return stylize(self.model, image, self.device, progress=self.progress, **options)
+            if self.stable and options["tile"]:
+                raise UserError(f"{job.input}: its {image.shape[2]}x{image.shape[1]} frames do not fit in memory "
+                                f"whole, which --stable needs; use --size to stylize them smaller")
+            return stylize(self.model, image, self.device, progress=self.progress and not frame, **options)
         except MemoryError:
             raise UserError(f"{job.input}: out of memory at {image.shape[2]}x{image.shape[1]}; use --tile 512 "
                             f"(or --size to shrink it)") from None
@@ -200,6 +220,11 @@ class Stylizer:
         if self.options["tile"]:
             return self.options["tile"]
         h, w = image.shape[1:]
+        if (job, h, w) not in self._tiles:  # once per job and size: a video's frames share it
+            self._tiles[job, h, w] = self._fitting_tile(job, h, w)
+        return self._tiles[job, h, w]
+
+    def _fitting_tile(self, job, h, w):
         need, free = self.model.peak_bytes(h, w), free_memory(self.device)
         if free is None or need <= self.USABLE * free:
             return None

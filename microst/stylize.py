@@ -2,6 +2,8 @@
 
     python -m microst.stylize photo.jpg --model great_wave -o photo_wave.jpg
     python -m microst.stylize photos/ more.png --model runs/x/x.h5 --out-dir stylized/ --size 1024
+    python -m microst.stylize clip.mp4 --model great_wave -o clip_wave.mp4 --stable   # microst[video]
+    python -m microst.stylize photo.jpg --model all --sheet sheet.png                 # every style
 
 INPUT: image files and folders (every image under a folder). --model: a bundled style's name
 (weights/styles/NAME.h5) or a checkpoint path. With one input, -o names the output file (its
@@ -22,7 +24,17 @@ and the exit status is 2. Outputs that exist are overwritten, unless --skip-exis
 
 --preserve-color keeps the input's colours and takes only the stylization's luminance (the
 "luminance-only transfer" of Gatys et al.): Y of the output in YCbCr (BT.601), Cb and Cr of the
-input.
+input. --strength S (0..1, after --preserve-color) blends the stylization with the photo: 0 gives
+the photo, 1 (the default) the stylization alone.
+
+A video input (.mp4 .m4v .mov .mkv .webm .avi; needs the extra microst[video], PyAV) is stylized
+frame by frame into a video of the same frame rate, its audio copied; a texture network's noise
+stays the same in every frame. --stable reduces flicker: instance normalization uses statistics
+smoothed over the frames (an exponential moving average, 0.1 for each new frame), the way tiling
+freezes them across tiles. A folder of frames is a folder of images, as any other.
+
+--model all --sheet SHEET renders every bundled style on one photo, labelled, into one image
+(--sheet with one --model: that style beside the photo); "all" is a name no style may take.
 
 --tile N stylizes images too large for memory in tiles of N x N output pixels. Each tile is run
 with a margin of context around it (the network's receptive reach), neighbouring tiles overlap by
@@ -36,23 +48,33 @@ from pathlib import Path
 
 from . import cli
 from .errors import UserError, cli_main
-from .checkpoint import load_model
-from .jobs import Stylizer, jobs
+from .checkpoint import bundled_styles, load_model
+from .io import check_image_path, load_image
+from .jobs import Job, Stylizer, jobs
+from .sheet import SIZE, write_sheet
+
+ALL = "all"  # --model all: every bundled style (a reserved name)
 
 
 def build_parser():
     p = cli.ArgumentParser("python -m microst.stylize", __doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--model", required=True, metavar="NAME|PATH", help="bundled style name or checkpoint path")
+    p.add_argument("--model", required=True, metavar="NAME|PATH",
+                   help="bundled style name or checkpoint path ('all': every bundled style, with --sheet)")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("-o", "--output", metavar="OUT", help="output file (one input only)")
+    out.add_argument("-o", "--output", metavar="OUT", help="output image or video file (one input only)")
     out.add_argument("--out-dir", metavar="DIR", help="output folder (default: the current folder)")
+    out.add_argument("--sheet", metavar="SHEET", help="one image of the photo stylized by each --model, labelled")
     cli.add_size(p)
     cli.add_device(p)
     cli.add_progress(p)
     p.add_argument("--noise-seed", type=int, default=0, metavar="S",
                    help="texture networks: the noise seed (different seeds, different stylizations; default 0)")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colours (luminance transfer)")
+    p.add_argument("--strength", type=cli.unit_interval, default=1.0, metavar="S",
+                   help="0..1: blend of the stylization with the photo, after --preserve-color (default 1)")
+    p.add_argument("--stable", action="store_true",
+                   help="videos (extra microst[video]): smooth instance-norm statistics over frames against flicker")
     p.add_argument("--tile", type=cli.pixels, metavar="N", help="stylize in N x N tiles (images too large for memory)")
     p.add_argument("--tile-overlap", type=cli.non_negative_int, metavar="P",
                    help="cross-fade width between tiles (default N/8)")
@@ -70,18 +92,57 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     device = cli.resolve_device(args.device)
-    model = load_model(args.model, device=device)
-    if model.kind == "texture" and not model.config.get("content", True):
-        raise UserError(f"{args.model}: is a texture synthesizer (trained without content); it cannot stylize "
-                        f"images")
+    if args.sheet:
+        return sheet(args, device)
+    if args.model == ALL:
+        raise UserError("--model all: renders every bundled style on one photo; add --sheet SHEET.png")
+    model = _stylizing_model(args.model, device)
     style = model.checkpoint.style or Path(args.model).stem
     todo = jobs(args.inputs, args.output, args.out_dir, style)
-    summary = Stylizer(model, device, size=args.size, seed=args.noise_seed, tile=args.tile,
-                       overlap=args.tile_overlap, stats_size=args.tile_stats, preserve_color=args.preserve_color,
-                       cuda_graph=args.cuda_graph, progress=not args.no_progress).run(todo, args.skip_existing)
+    summary = _stylizer(model, device, args).run(todo, args.skip_existing)
     if len(todo) > 1 or summary.skipped:
         print(summary, file=sys.stderr)
     return 2 if summary.skipped else 0
+
+
+def sheet(args, device):
+    """--sheet: the one input photo stylized by each model named, on one labelled image."""
+    if len(args.inputs) != 1:
+        raise UserError(f"--sheet: renders one photo; {len(args.inputs)} inputs given")
+    check_image_path(args.sheet)
+    names = bundled_styles() if args.model == ALL else [args.model]
+    if not names:
+        raise UserError("--model all: no bundled styles are installed (weights/styles/*.h5)")
+    photo = load_image(args.inputs[0], args.size or SIZE)
+    job = Job(args.inputs[0], Path(args.sheet))
+    stylizations = []
+    for name in names:
+        model = load_model(name, device=device)
+        if _synthesizer(model) and args.model == ALL:
+            print(f"{name}: left out (a texture synthesizer, it cannot stylize a photo)", file=sys.stderr)
+            continue
+        model = _stylizing_model(name, device, model)
+        stylizations.append((model.checkpoint.style or name, _stylizer(model, device, args).stylize(job, photo)))
+    write_sheet(args.sheet, photo, stylizations)
+    print(f"{args.inputs[0]} -> {args.sheet} ({len(stylizations)} styles: {', '.join(n for n, _ in stylizations)})")
+    return 0
+
+
+def _synthesizer(model):
+    return model.kind == "texture" and not model.config.get("content", True)
+
+
+def _stylizing_model(name, device, model=None):
+    model = model or load_model(name, device=device)
+    if _synthesizer(model):
+        raise UserError(f"{name}: is a texture synthesizer (trained without content); it cannot stylize images")
+    return model
+
+
+def _stylizer(model, device, args):
+    return Stylizer(model, device, size=args.size, seed=args.noise_seed, tile=args.tile, overlap=args.tile_overlap,
+                    stats_size=args.tile_stats, preserve_color=args.preserve_color, strength=args.strength,
+                    stable=args.stable, cuda_graph=args.cuda_graph, progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,9 @@ def resolve_options(argv=None):
     opts.update(given)
     if opts["style"] is None:
         raise UserError("--style: missing; give the style image (e.g. --style great_wave.jpg)")
+    if Path(opts["style"]).stem.lower() == "all":
+        raise UserError(f"--style {opts['style']}: a style cannot be called 'all' (stylize --model all means every "
+                        f"bundled style); rename the image")
     if opts["data"] is None and not opts["no_content"]:
         raise UserError("--data: missing; give a folder of training photos (or --model texture --no-content)")
     if opts["image_size"] < 16:

@@ -11,6 +11,7 @@ equals the untiled one up to float rounding.
 
 preserve_color keeps the input's colours and takes only the stylization's luminance (the
 "luminance-only transfer" of Gatys et al.): Y of the output in YCbCr (BT.601), Cb and Cr of the input.
+strength (0..1), applied after it, blends the stylization with the photo.
 Files, folders and the job loop over them are microst.jobs'.
 """
 import sys
@@ -24,7 +25,7 @@ from .models.generator import frozen_norm_statistics
 
 
 def stylize(model, image, device=None, seed=None, tile=None, overlap=None, stats_size=1024, preserve_color=False,
-            progress=False):
+            strength=1.0, progress=False):
     """Stylize one (3, H, W) float32 RGB image in [0, 255]; returns the same shape and range.
     progress: a progress bar over the tiles."""
     device = device or model.device
@@ -34,7 +35,14 @@ def stylize(model, image, device=None, seed=None, tile=None, overlap=None, stats
                               progress=progress)
         else:
             y = model(tensor(image[None], device=device), seed=seed).numpy()[0]
-    return preserve_colors(image, y) if preserve_color else y
+    return adjusted(image, y, preserve_color, strength)
+
+
+def adjusted(image, stylized, preserve_color=False, strength=1.0):
+    """The stylization as asked: its luminance only on the image's colours (preserve_color), then
+    blended with the image, `strength` of the stylization (0: the photo, 1: the stylization)."""
+    y = preserve_colors(image, stylized) if preserve_color else stylized
+    return y if strength == 1 else (strength * y + (1 - strength) * image).astype(np.float32)
 
 
 def tiling_overlap(model, tile, overlap=None):

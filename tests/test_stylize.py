@@ -181,3 +181,57 @@ def test_a_failed_save_leaves_no_partial_output(styles, tmp_path, monkeypatch):
         Stylizer(microst.load_model("tiny"), "cpu").run_job(Job(str(tmp_path / "p.png"), tmp_path / "out.png"))
     assert (tmp_path / "out.png").read_bytes() == b"the previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "p.png", "styles"]
+
+
+@pytest.mark.parametrize("preserve", [False, True])
+def test_strength_blends_the_stylization_with_the_photo(styles, tmp_path, preserve):
+    image = photo(40, 56, seed=4)
+    mio.save_image(tmp_path / "p.png", image)
+    outputs = {}
+    for strength in ("0", "0.5", "1"):
+        out = tmp_path / f"s{strength}.png"
+        argv = [str(tmp_path / "p.png"), "--model", "tiny", "-o", str(out), "--device", "cpu", "--strength", strength]
+        assert main(argv + ["--preserve-color"] * preserve) == 0
+        outputs[strength] = mio.load_image(out)
+    model = mckpt.load_model("tiny")
+    full = stylize(model, image, preserve_color=preserve)
+    np.testing.assert_allclose(outputs["0"], image, atol=0.51)  # the photo (rounded to 8 bits)
+    np.testing.assert_allclose(outputs["1"], np.clip(np.rint(full), 0, 255), atol=1)
+    np.testing.assert_allclose(outputs["0.5"], np.rint((image + full) / 2), atol=1)
+    assert np.abs(outputs["1"] - outputs["0"]).mean() > 5  # a stylization that differs from the photo
+
+
+def test_strength_out_of_range_is_refused(styles, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["x.png", "--model", "tiny", "--strength", "1.5"])
+    assert e.value.code == 2 and "'1.5' is not a number from 0 to 1" in capsys.readouterr().err
+
+
+def test_sheet_of_all_bundled_styles(styles, tmp_path, capsys):
+    """--model all --sheet: the photo and each bundled style, in order, side by side, labelled."""
+    image = photo(48, 64, seed=6)
+    mio.save_image(tmp_path / "p.png", image)
+    sheet = tmp_path / "sheet.png"
+    assert main([str(tmp_path / "p.png"), "--model", "all", "--sheet", str(sheet), "--size", "64",
+                 "--device", "cpu"]) == 0
+    assert "(2 styles: noisy, tiny)" in capsys.readouterr().out
+    from microst.sheet import COLUMNS, GAP
+    got = mio.load_image(sheet)
+    assert got.shape[2] == GAP + 3 * (64 + GAP) and 3 <= COLUMNS  # three panels in one row
+    panels = [got[:, GAP:GAP + 48, GAP + k * (64 + GAP):GAP + k * (64 + GAP) + 64] for k in range(3)]
+    expected = [image, stylize(mckpt.load_model("noisy"), image, seed=0), stylize(mckpt.load_model("tiny"), image)]
+    for panel, want in zip(panels, expected):
+        np.testing.assert_allclose(panel, np.clip(np.rint(want), 0, 255), atol=1)
+    labels = got[:, GAP + 48:, :]
+    assert (labels < 128).any() and (labels > 250).mean() > 0.8  # dark text on white
+
+
+def test_model_all_needs_a_sheet_and_one_photo(styles, tmp_path, capsys):
+    mio.save_image(tmp_path / "p.png", photo(16, 16))
+    for argv, message in [([str(tmp_path / "p.png"), "--model", "all"], "add --sheet"),
+                          ([str(tmp_path / "p.png")] * 2 + ["--model", "all", "--sheet", "s.png"], "one photo"),
+                          ([str(tmp_path / "p.png"), "--model", "all", "--sheet", "s.xyz"], "unknown image format")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and message in err[0], (argv, err)

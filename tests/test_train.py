@@ -4,6 +4,7 @@ clear line with exit status 2. Photos and style images are generated here; the 3
 uses the real weights/vgg16.h5, the others a tiny random VGG-16 of the same layout."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,7 +193,9 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys):
          "argument --iterations: '0' is not a positive whole number"),
         (["--style", str(style), "--data", str(data), "--device", "foo"], "argument --device: invalid choice: 'foo'"),
         (["--style", str(style), "--data", str(data), "--model", "johnson", "--no-content"], "--no-content"),
+        (["--style", str(tmp_path / "All.jpg"), "--data", str(data)], "a style cannot be called 'all'"),
     ]
+    shutil.copy(style, tmp_path / "All.jpg")
     for argv, message in cases:
         code, err = run_main(["--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"] + argv, capsys)
         assert code == 2, argv

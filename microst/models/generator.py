@@ -33,28 +33,36 @@ class InstanceNorm2d(nn.InstanceNorm2d):
 
     mode None: ordinary instance norm (per-image statistics). mode "capture": ordinary, and the
     per-channel mean and variance of this input are kept. mode "frozen": normalize with the kept
-    statistics instead of the input's own (used to stylize tiles consistently)."""
+    statistics instead of the input's own (used to stylize tiles consistently). mode "smoothed":
+    normalize with an exponential moving average of the statistics of the inputs seen so far, the
+    newest weighted `momentum` (used to stylize video frames without flicker)."""
 
     mode = None
     stats = None
+    momentum = None
 
     def forward(self, x, relu=False):
-        if self.mode == "frozen":
-            mean, var = self.stats
-            scale = 1.0 / np.sqrt(var + self.eps)
-            shift = -mean * scale
-            if self.weight is not None:
-                w, b = self.weight.numpy().reshape(1, -1, 1, 1), self.bias.numpy().reshape(1, -1, 1, 1)
-                scale, shift = scale * w, shift * w + b
-            scale = Tensor(_like(x, scale), device=x.device)
-            shift = Tensor(_like(x, shift), device=x.device)
-            y = x * scale + shift
-            return F.relu(y) if relu else y
-        if self.mode == "capture":
+        if self.mode in ("capture", "smoothed"):
             data = x.numpy().astype(np.float64)
-            self.stats = (data.mean(axis=(2, 3), keepdims=True).mean(axis=0, keepdims=True),
-                          data.var(axis=(2, 3), keepdims=True).mean(axis=0, keepdims=True))
+            new = (data.mean(axis=(2, 3), keepdims=True).mean(axis=0, keepdims=True),
+                   data.var(axis=(2, 3), keepdims=True).mean(axis=0, keepdims=True))
+            if self.mode == "capture" or self.stats is None:
+                self.stats = new
+            else:
+                self.stats = tuple((1 - self.momentum) * old + self.momentum * s for old, s in zip(self.stats, new))
+        if self.mode in ("frozen", "smoothed"):
+            return self._normalized_with_stats(x, relu)
         return super().forward(x, relu)
+
+    def _normalized_with_stats(self, x, relu):
+        mean, var = self.stats
+        scale = 1.0 / np.sqrt(var + self.eps)
+        shift = -mean * scale
+        if self.weight is not None:
+            w, b = self.weight.numpy().reshape(1, -1, 1, 1), self.bias.numpy().reshape(1, -1, 1, 1)
+            scale, shift = scale * w, shift * w + b
+        y = x * Tensor(_like(x, scale), device=x.device) + Tensor(_like(x, shift), device=x.device)
+        return F.relu(y) if relu else y
 
 
 def _like(x, array):
@@ -77,6 +85,21 @@ def frozen_norm_statistics(model, x, seed=None):
     finally:
         for m in norms:
             m.mode, m.stats = None, None
+
+
+@contextlib.contextmanager
+def smoothed_norm_statistics(model, momentum):
+    """Within this block every instance norm of `model` normalizes with an exponential moving average
+    of the statistics of the inputs it has seen in the block (the newest weighted `momentum`; the
+    first input's own), so that consecutive video frames are normalized alike."""
+    norms = [m for _, m in model.named_modules() if isinstance(m, InstanceNorm2d)]
+    try:
+        for m in norms:
+            m.mode, m.stats, m.momentum = "smoothed", None, momentum
+        yield
+    finally:
+        for m in norms:
+            m.mode, m.stats, m.momentum = None, None, None
 
 
 def make_norm(kind, channels):

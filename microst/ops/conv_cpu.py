@@ -13,7 +13,8 @@ Each pass runs on one of three paths (PATHS), chosen per call from the shapes:
                 one GEMM for all taps and shifted adds when the output is narrow; weight gradient
                 from shifted views without a copy. Backward-data of a stride-1 conv is the forward
                 conv of dy with the flipped kernel ("full" correlation), so it needs no scatter.
-                Strided convs keep the reference's im2col, without its tensordot copy.
+                Strided convs read their input split into stride phases, each as flat; their
+                backward-data keeps the reference's col2im.
     winograd    F(2x2, 3x3) for the stride-1 3x3 convs (ops/conv_winograd.py): 2.25x fewer multiplies;
                 chosen when both channel counts are at least WINOGRAD_CHANNELS (below, its transforms
                 cost more than the multiplies saved).
@@ -149,11 +150,11 @@ def reference_backward_weight(dy, x, w_shape, stride, padding):
 # -- the entry points: the path the shapes (or use_path) choose ---------------------------------
 def forward(x, w, b, stride, padding):
     path = _path(w.shape, stride, padding)
-    if path == "reference" or _is_pointwise(*w.shape[2:], stride, padding) or stride != (1, 1):
+    if path == "reference" or _is_pointwise(*w.shape[2:], stride, padding):
         return reference_forward(x, w, b, stride, padding)
     if path == "winograd":  # bands 4x larger: its GEMMs need wide bands, and V is only 4x the input
         return conv_winograd.forward(x, w, b, padding, 4 * BAND_ELEMENTS)
-    return conv_gemm.forward(x, w, b, padding, BAND_ELEMENTS)
+    return conv_gemm.forward(x, w, b, stride, padding, BAND_ELEMENTS)
 
 
 def backward_data(dy, w, x_shape, stride, padding):
@@ -171,20 +172,14 @@ def backward_weight(dy, x, w_shape, stride, padding):
     cout, cin, kh, kw = w_shape
     if _path(w_shape, stride, padding) == "reference":
         return reference_backward_weight(dy, x, w_shape, stride, padding)
-    if stride == (1, 1) and not _is_pointwise(kh, kw, stride, padding):
-        return conv_gemm.backward_weight(dy, x, w_shape, padding, BAND_ELEMENTS)
-    # strided or pointwise: the reference's columns, multiplied image by image (dy (Cout, P) @ cols^T,
-    # a transposed operand BLAS reads in place), where a tensordot over (batch, positions) would copy
-    n, _, ho, wo = dy.shape
-    dy2 = dy.reshape(n, cout, -1)
-    dw = np.zeros((cout, cin * kh * kw), dy.dtype)
+    if not _is_pointwise(kh, kw, stride, padding):
+        return conv_gemm.backward_weight(dy, x, w_shape, stride, padding, BAND_ELEMENTS)
+    # image by image (dy (Cout, P) @ x^T, a transposed operand BLAS reads in place), where a tensordot
+    # over (batch, positions) would copy both
+    n = dy.shape[0]
+    dy2, x2 = dy.reshape(n, cout, -1), x.reshape(n, cin, -1)
+    dw = np.zeros((cout, cin), dy.dtype)
     part = scratch("gemm", dw.shape, dy.dtype)
-    if _is_pointwise(kh, kw, stride, padding):
-        bands, xpad = [(0, ho)], None
-    else:
-        bands, xpad = _bands(n, cin, kh, kw, ho, wo), _zero_pad(x, padding)
-    for r0, r1 in bands:
-        cols = x.reshape(n, cin, -1) if xpad is None else im2col(xpad, kh, kw, stride, (r0, r1), wo)
-        for image in range(n):
-            dw += np.matmul(dy2[image, :, r0 * wo:r1 * wo], cols[image].T, out=part)
+    for image in range(n):
+        dw += np.matmul(dy2[image], x2[image].T, out=part)
     return dw.reshape(w_shape)
