@@ -7,11 +7,13 @@ at 256² batch 4 (generator forward + VGG-16 perceptual loss + backward + Adam).
 
 Outputs are compared first (stylize: max |microst - torch| in pixels; train: the total loss of the
 first step, relative), then each side is timed: medians of --repeats after two warm-ups, under CUDA
-events on cuda (a host clock around a synchronized call elsewhere). PyTorch runs eager, with
-cudnn.benchmark and its default TF32 convolutions ("tf32"), then with channels_last tensors
-("tf32-channels_last"), then under bf16 autocast ("bf16-autocast"); on a CPU device, float32 only.
-microst runs its default kernels (float32). One row per case and PyTorch mode goes to --out (JSON:
-case, precision, microst_ms, torch_ms, ratio, device, date, commit, check), and a table to stdout.
+events on cuda (a host clock around a synchronized call elsewhere). microst runs at each
+--precision (fp32, tf32, bf16: its GEMMs on CUDA cores or tensor cores), each against the PyTorch
+modes of the same precision, eager, with cudnn.benchmark: fp32 against "fp32" (TF32 switched off),
+tf32 against PyTorch's default TF32 convolutions ("tf32") and channels_last tensors
+("tf32-channels_last"), bf16 against bf16 autocast ("bf16-autocast"); on a CPU device PyTorch runs
+float32 only. One row per case, microst precision and PyTorch mode goes to --out (JSON: case,
+precision, torch_mode, microst_ms, torch_ms, ratio, device, date, commit, check), and a table to stdout.
 Without torch the microst rows are still measured and written (torch_ms and ratio null).
 """
 import argparse
@@ -30,7 +32,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 STYLE = ROOT / "weights" / "styles" / "great_wave.jpg"
 CASES = ("stylize-256", "stylize-512", "stylize-1024", "stylize-1920x1080", "train-256-b4")
 TINY = ("stylize-32", "stylize-40x24", "train-32-b1")
-KEYS = ("case", "precision", "microst_ms", "torch_ms", "ratio", "device", "date", "commit", "check")
+KEYS = ("case", "precision", "torch_mode", "microst_ms", "torch_ms", "ratio", "device", "date", "commit", "check")
+PRECISIONS = ("fp32", "tf32", "bf16")
+TORCH_MODES = {"fp32": ("fp32",), "tf32": ("tf32", "tf32-channels_last"), "bf16": ("bf16-autocast",)}  # on cuda
 
 
 def parse_case(case):
@@ -102,6 +106,9 @@ def torch_side(torch, device, model, loss_style, h, w, batch, mode):
     dev = "cuda" if device == "cuda" else "cpu"
     twin = johnson_twin(model, dev)
     x = torch.as_tensor(np.random.default_rng(1).uniform(0, 255, (batch, 3, h, w)).astype(np.float32), device=dev)
+    if dev == "cuda":  # "fp32": no TF32 anywhere; the other modes PyTorch's default (TF32 convolutions)
+        torch.backends.cudnn.allow_tf32 = mode != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = False
     if mode.endswith("channels_last"):
         twin, x = twin.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if mode == "bf16-autocast" else _nothing()
@@ -133,7 +140,9 @@ class _nothing:
         return False
 
 
-def compare(case, device, repeats, torch, modes, style_size, width):
+def compare(case, device, precision, repeats, torch, modes, style_size, width):
+    from microst.ops import use_precision
+    use_precision(precision)
     kind, h, w, batch = parse_case(case)
     ms = timer(device)
     events = None
@@ -145,8 +154,8 @@ def compare(case, device, repeats, torch, modes, style_size, width):
     microst_ms = ms(run, repeats, events)
     rows = []
     for mode in modes if torch is not None else [None]:
-        row = {"case": case, "precision": mode or "fp32", "microst_ms": microst_ms, "torch_ms": None, "ratio": None,
-               "check": None}
+        row = {"case": case, "precision": precision, "torch_mode": mode, "microst_ms": microst_ms, "torch_ms": None,
+               "ratio": None, "check": None}
         if mode is not None:
             trun = torch_side(torch, device, initial_model("cpu", width), loss_style, h, w, batch, mode)
             theirs = trun()
@@ -176,6 +185,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and one repeat (the test's run)")
     parser.add_argument("--no-torch", action="store_true", help="measure microst alone")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS,
+                        help="microst's precisions (default all three; on cpu fp32)")
     parser.add_argument("--out", type=Path, help="JSON file for the rows (default: print only)")
     args = parser.parse_args(argv)
     torch = None
@@ -185,23 +196,26 @@ def main(argv=None):
             torch.backends.cudnn.benchmark = True
         except ImportError:
             print("torch is not importable: microst rows only")
-    modes = ("tf32", "tf32-channels_last", "bf16-autocast") if args.device == "cuda" else ("fp32",)
+    parser_precisions = args.precision or (PRECISIONS if args.device != "cpu" else ("fp32",))
     cases = args.cases or (TINY if args.tiny else CASES)
     repeats = 1 if args.tiny else args.repeats
     commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
     stamp = {"device": _device_name(args.device), "date": datetime.date.today().isoformat(), "commit": commit}
     rows = []
-    print("| case | torch mode | microst ms | torch ms | microst/torch | check |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| case | microst precision | torch mode | microst ms | torch ms | microst/torch | check |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for case in cases:
-        for row in compare(case, args.device, repeats, torch, modes, 32 if args.tiny else 256,
-                           0.125 if args.tiny else 1.0):
-            row.update(stamp)
-            rows.append({k: row[k] for k in KEYS})
-            fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-            print(f"| {row['case']} | {row['precision']} | {row['microst_ms']:.3f} | {fmt(row['torch_ms'], '.3f')} | "
-                  f"{fmt(row['ratio'], '.2f')} | {fmt(row['check'], '.2g')} |", flush=True)
+        for precision in parser_precisions:
+            modes = TORCH_MODES[precision] if args.device == "cuda" else ("fp32",)
+            for row in compare(case, args.device, precision, repeats, torch, modes, 32 if args.tiny else 256,
+                               0.125 if args.tiny else 1.0):
+                row.update(stamp)
+                rows.append({k: row[k] for k in KEYS})
+                fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+                print(f"| {row['case']} | {precision} | {row['torch_mode'] or '-'} | {row['microst_ms']:.3f} | "
+                      f"{fmt(row['torch_ms'], '.3f')} | {fmt(row['ratio'], '.2f')} | {fmt(row['check'], '.2g')} |",
+                      flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))

@@ -1,5 +1,5 @@
 """Small cases that launch every kernel of every version, on cuda, for compute-sanitizer
-(bench/gpu_check.sh): per family version, the smallest cases that together reach all of its kernels
+(bench/gpu_check.sh): per family version (and precision, for a tensor-core version), the smallest cases that together reach all of its kernels
 (found by counting their launches on emu, dry), each checked against the cpu path. Every launch is
 synchronized and checked (MICROST_CUDA_SYNC=1), and CuPy's memory pool is off so that every array
 is its own allocation and an access past its end is outside any allocation.
@@ -25,21 +25,25 @@ def main():
         cupy.cuda.set_allocator(None)  # plain cudaMalloc per array
     from microst import ops
     from microst.lab.family import errors, forward_backward
-    from microst.ops import versions
+    from microst.ops import precision, versions
     from microst import cuda
     failed = 0
     for family in ops.FAMILIES:
         for name, version in versions.versions(family).items():
             wanted = {kernel for _, kernel in version.kernels.values()}
-            for case in covering(family, name, wanted, cuda, forward_backward):
-                seed = zlib.crc32(case.name.encode()) % 1000
-                arrays = case.inputs(seed=seed)
-                expected = forward_backward("cpu", case, arrays, seed + 1)
-                with versions.use_kernels(**{family: name}):
-                    _, rel = errors(forward_backward(args.device, case, arrays, seed + 1), expected)
-                status = "ok" if rel < 1e-3 else "WRONG"
-                failed += status != "ok"
-                print(f"{family}={name} {case.name}: {status} (max relative error {rel:.2e})", flush=True)
+            for prec in version.precisions or ("fp32",):  # a tensor-core version: its kernels per precision
+                with ops.use_precision(prec):
+                    for case in covering(family, name, wanted, cuda, forward_backward):
+                        seed = zlib.crc32(case.name.encode()) % 1000
+                        arrays = case.inputs(seed=seed)
+                        with precision.rounded_like(prec):
+                            expected = forward_backward("cpu", case, arrays, seed + 1)
+                        with versions.use_kernels(**{family: name}):
+                            _, rel = errors(forward_backward(args.device, case, arrays, seed + 1), expected)
+                        status = "ok" if rel < 1e-3 else "WRONG"
+                        failed += status != "ok"
+                        print(f"{family}={name} {prec} {case.name}: {status} (max relative error {rel:.2e})",
+                              flush=True)
             wanted -= {"adam_step_v2", "nonfinite_flag_v2"}  # adam_matches runs them
             if wanted:
                 print(f"{family}={name}: no case launches {', '.join(sorted(wanted))}", flush=True)

@@ -52,7 +52,7 @@ def op_profile():
         autograd._run = real_run
 
 
-def print_profile(totals, total, top=30):
+def print_profile(totals, total, top=40):
     """The `top` most expensive labels, with their share of `total` seconds, and the rest summed."""
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])
     for name, seconds in ranked[:top]:

@@ -18,6 +18,7 @@ from . import device as devices
 from .errors import UserError
 from .losses import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from .models.vgg16 import LAYER_NAMES
+from .ops.precision import PRECISIONS, use_precision
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "emu")
 
@@ -115,6 +116,24 @@ def resolve_device(name):
     except (ValueError, RuntimeError) as e:
         source = f"--device {name}" if name is not None else "$MICROST_DEVICE"
         raise UserError(f"{source}: {e}") from None
+
+
+def add_precision(parser):
+    """--precision fp32|tf32|bf16: the kernels' GEMM precision (None: $MICROST_PRECISION, else the device's)."""
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="GEMMs on the GPU: tf32 or bf16 on tensor cores (FP32 accumulate), or fp32; default "
+                             "$MICROST_PRECISION, else tf32 on cuda, fp32 on emu (cpu: always fp32)")
+
+
+def apply_precision(name, device):
+    """Set the kernels' precision for this process (microst.ops.use_precision); a UserError for a
+    tensor-core precision on cpu."""
+    if name is None:
+        return
+    if device == "cpu" and name != "fp32":
+        raise UserError(f"--precision {name}: the cpu computes in FP32; tensor cores are cuda's (and emu's, "
+                        f"which emulates them): use --device cuda or emu, or leave --precision out")
+    use_precision(name)
 
 
 def add_vgg(parser):

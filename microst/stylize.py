@@ -67,6 +67,7 @@ def build_parser():
     out.add_argument("--sheet", metavar="SHEET", help="one image of the photo stylized by each --model, labelled")
     cli.add_size(p)
     cli.add_device(p)
+    cli.add_precision(p)
     cli.add_progress(p)
     p.add_argument("--noise-seed", type=int, default=0, metavar="S",
                    help="texture networks: the noise seed (different seeds, different stylizations; default 0)")
@@ -92,6 +93,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     device = cli.resolve_device(args.device)
+    cli.apply_precision(args.precision, device)
     if args.sheet:
         return sheet(args, device)
     if args.model == ALL:

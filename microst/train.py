@@ -49,14 +49,15 @@ DEFAULTS = {
     "noise_channels": 3, "no_content": False, "iterations": 40000, "batch_size": 4, "image_size": 256,
     "style_size": None, "content_weight": DEFAULT_CONTENT_WEIGHT, "style_weight": DEFAULT_STYLE_WEIGHT,
     "tv_weight": DEFAULT_TV_WEIGHT, "content_layers": DEFAULT_CONTENT_LAYERS, "style_layers": DEFAULT_STYLE_LAYERS,
-    "lr": 1e-3, "device": None, "seed": None, "out": None, "checkpoint_every": 1000, "read_every": 50, "resume": None,
+    "lr": 1e-3, "device": None, "precision": None, "seed": None, "out": None, "checkpoint_every": 1000,
+    "read_every": 50, "resume": None,
     "preview_every": 500, "preview_images": "4", "vgg": None, "style": None, "data": None, "no_progress": False,
     "allow_changed_data": False,
 }
 PATH_OPTIONS = ("style", "data", "vgg", "out", "resume")
 # options that may differ between a run and its resumption
-RESUMABLE = ("iterations", "out", "device", "checkpoint_every", "preview_every", "no_progress", "resume",
-             "read_every", "allow_changed_data")
+RESUMABLE = ("iterations", "out", "device", "precision", "checkpoint_every", "preview_every", "no_progress",
+             "resume", "read_every", "allow_changed_data")
 LAYER_OPTIONS = ("content_layers", "style_layers")
 
 
@@ -91,6 +92,7 @@ def build_parser():
     cli.add_vgg(g)
     g = p.add_argument_group("run")
     cli.add_device(g)
+    cli.add_precision(g)
     g.add_argument("--out", metavar="DIR", help="output folder (default runs/STYLE)")
     g.add_argument("--checkpoint-every", type=cli.positive_int, metavar="N", help="default 1000")
     g.add_argument("--read-every", type=cli.positive_int, metavar="N",

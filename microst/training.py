@@ -33,7 +33,7 @@ from . import device as devices
 from . import history as histories
 from . import random as mrandom
 from .autograd import no_grad, tensor
-from .cli import resolve_device
+from .cli import apply_precision, resolve_device
 from .data import Batches, ImageFolder, load_preview_folder
 from .errors import UserError
 from .files import FolderLock, check_writable, folder_fingerprint, sha256_file
@@ -66,6 +66,7 @@ class Trainer:
     def __init__(self, opts, checkpoint=None, vgg=None, log=print):
         self.opts, self.log = opts, log
         self.device = device = resolve_device(opts["device"])
+        apply_precision(opts.get("precision"), device)
         content_layers, style_layers = tuple(opts["content_layers"]), tuple(opts["style_layers"])
         self.style_name = Path(opts["style"]).stem
         style_image = load_image(opts["style"], opts["style_size"] or opts["image_size"])

@@ -39,9 +39,11 @@ def test_compare_torch_writes_microst_rows_in_the_schema(tmp_path):
     run(BENCH / "compare_torch.py", "--device", "emu", "--tiny", "--no-torch", "--cases", "stylize-40x24",
         "train-32-b1", "--out", tmp_path / "results.json")
     rows = json.loads((tmp_path / "results.json").read_text())
-    assert [r["case"] for r in rows] == ["stylize-40x24", "train-32-b1"]
+    assert [(r["case"], r["precision"]) for r in rows] == [(c, p) for c in ("stylize-40x24", "train-32-b1")
+                                                           for p in ("fp32", "tf32", "bf16")]
     for r in rows:
-        assert list(r) == ["case", "precision", "microst_ms", "torch_ms", "ratio", "device", "date", "commit", "check"]
+        assert list(r) == ["case", "precision", "torch_mode", "microst_ms", "torch_ms", "ratio", "device", "date",
+                           "commit", "check"]
         assert r["microst_ms"] > 0 and r["device"] == "emu" and r["torch_ms"] is None and r["ratio"] is None
 
 

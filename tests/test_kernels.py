@@ -15,7 +15,7 @@ from microst import cuda, emu_memory, ops
 from microst.device import to_numpy
 from microst.lab.family import forward_backward
 from microst.ops import conv as conv_ops
-from microst.ops import versions
+from microst.ops import precision, versions
 from microst.ops.norm_kernels import NormV2
 
 DEVICES = ["emu", pytest.param("cuda", marks=pytest.mark.gpu)]
@@ -29,11 +29,13 @@ GUARD = {"forward": "end", "reverse": "front"}
 def _version_cases():
     for family in ops.FAMILIES:
         for case in ops.cases(family):
-            for version in versions.versions(family):
-                for order in ORDERS:
-                    yield pytest.param(family, case, version, "emu", order, id=f"{case.name}-{family}={version}-emu-{order}")
-                yield pytest.param(family, case, version, "cuda", "forward", marks=pytest.mark.gpu,
-                                   id=f"{case.name}-{family}={version}-cuda")
+            for version, v in versions.versions(family).items():
+                for prec in v.precisions or ("fp32",):
+                    name = f"{case.name}-{family}={version}-{prec}"
+                    for order in ORDERS:
+                        yield pytest.param(family, case, version, prec, "emu", order, id=f"{name}-emu-{order}")
+                    yield pytest.param(family, case, version, prec, "cuda", "forward", marks=pytest.mark.gpu,
+                                       id=f"{name}-cuda")
 
 
 def run_fn(device, fn, arrays, seed):
@@ -51,12 +53,17 @@ def assert_close(got, expected):
         np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-4 * float(np.abs(e).max(initial=1e-30)), err_msg=what)
 
 
-@pytest.mark.parametrize("family, case, version, device, order", list(_version_cases()))
-def test_kernel_version_matches_cpu(family, case, version, device, order):
+@pytest.mark.parametrize("family, case, version, prec, device, order", list(_version_cases()))
+def test_kernel_version_matches_cpu(family, case, version, prec, device, order):
+    """A tensor-core version (tf32, bf16) against the cpu path with the same operands rounded the
+    same way (precision.rounded_like), at the tolerance of FP32: what is left is the order of
+    the FP32 sums."""
     seed = zlib.crc32(case.name.encode()) % 1000
     arrays = case.inputs(seed=seed)
-    expected = forward_backward("cpu", case, arrays, seed + 1)
-    with ops.use_kernels(**{family: version}), cuda.poisoned(), cuda.emu_order(order), emu_memory.guard(GUARD[order]):
+    with precision.rounded_like(prec):
+        expected = forward_backward("cpu", case, arrays, seed + 1)
+    with ops.use_kernels(**{family: version}), ops.use_precision(prec), cuda.poisoned(), cuda.emu_order(order), \
+            emu_memory.guard(GUARD[order]):
         got = forward_backward(device, case, arrays, seed + 1)
     assert_close(got, expected)
 

@@ -143,7 +143,9 @@ def test_lab_validates_and_times_every_version_of_a_family():
     lines = []
     rows = run("conv", "all", "emu", "small", repeats=1, out=lines.append)
     assert {r["version"] for r in rows} == set(versions.versions("conv"))
-    assert len(rows) == len(versions.versions("conv")) * len(ops.cases("conv")) and all(r["ok"] for r in rows)
+    runs = sorted((r["version"], r["precision"]) for r in rows if r["case"] == rows[0]["case"])
+    assert runs == [("v0", "fp32"), ("v1", "fp32"), ("v2", "fp32"), ("v3", "bf16"), ("v3", "tf32")]
+    assert len(rows) == len(runs) * len(ops.cases("conv")) and all(r["ok"] for r in rows)
     assert all(r["max_rel_err"] < 1e-5 and r["ms"] > 0 for r in rows)
     assert lines[1].split()[:3] == ["case", "version", "max"]
 

@@ -10,6 +10,10 @@
 // runs its threads as a plain loop, here, with the kernel inlined. A kernel that reaches
 // __syncthreads or a warp function runs one fiber per CUDA thread, in the scheduler of
 // emu_runtime.cpp (built once into a shared library that every kernel module links to).
+//
+// include/ stands in for the CUDA headers kernels name: <mma.h> (WMMA, warp-collective through
+// emu_warp_collective), <cuda_bf16.h> and <cuda_fp16.h>, <cuda_pipeline.h> (cp.async, a deferred
+// per-thread copy queue in the runtime). Each header says what it emulates and how it rounds.
 #pragma once
 
 // The C library's own headers, not libstdc++'s wrappers around them: a third of the compile time.
@@ -267,6 +271,7 @@ enum Op {
     SYNCTHREADS, SYNCTHREADS_COUNT, SYNCTHREADS_AND, SYNCTHREADS_OR,
     SYNCWARP, SHFL, SHFL_UP, SHFL_DOWN, SHFL_XOR, BALLOT, ANY, ALL,
     REDUCE_ADD, REDUCE_MIN, REDUCE_MAX, REDUCE_MIN_U, REDUCE_MAX_U, ACTIVEMASK,
+    WMMA_LOAD, WMMA_STORE, WMMA_MMA,  // warp-collective over the full warp (include/mma.h)
 };
 struct SharedVar { volatile void* p; size_t n; };
 }  // namespace emu
@@ -285,6 +290,20 @@ EMU_API int emu_run_fibers(void (*thread_body)(), const emu::SharedVar* vars, co
 EMU_API int emu_barrier(int op, int pred, const char* file, int line);
 EMU_API uint64_t emu_warp_op(int op, uint32_t mask, uint64_t value, int arg, int width, const char* file, int line);
 EMU_API uint32_t emu_active_mask();
+// A warp-collective call (WMMA): every lane of the full warp publishes `arg`; the last lane to
+// arrive gets the 32 published pointers (lane order) and does the whole warp's work before any
+// other lane runs again; the other lanes get null.
+EMU_API const void* const* emu_warp_collective(int op, const void* arg, const char* file, int line);
+// An error in the kernel's use of the emulation: the message (after "emu: kernel K, block B: "),
+// then the launch stops, in fibers or in a plain loop.
+EMU_API void emu_fail(const char* fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+// cp.async (include/cuda_pipeline.h): a per-thread queue of deferred copies.
+EMU_API bool emu_async_used;  // this launch has issued a copy
+EMU_API void emu_async_copy(void* dst, const void* src, size_t size, size_t zfill, bool dst_static_shared,
+                            const char* file, int line);
+EMU_API void emu_async_commit();
+EMU_API void emu_async_wait(size_t prior);
+EMU_API void emu_async_thread_end();  // a plain-loop thread returned: no copy may be pending
 EMU_API void emu_report_not_in_fiber(int op, const char* file, int line);
 // A plain-loop launch runs between these: a memory fault in it leaves through `escape`.
 EMU_API void emu_plain_begin(sigjmp_buf* escape);
@@ -367,12 +386,14 @@ template <class Kernel> __attribute__((noinline)) void run_plain_blocks(const La
                     for (unsigned x = 0; x < blockDim.x; ++x) {
                         threadIdx = uint3{x, y, z};
                         Kernel::run();
+                        if (emu_async_used) emu_async_thread_end();
                     }
         } else {
             Perm threads(nthreads, p->order);
             while (threads.next(t)) {
                 threadIdx = thread_index((uint32_t)t);
                 Kernel::run();
+                if (emu_async_used) emu_async_thread_end();
             }
         }
     }

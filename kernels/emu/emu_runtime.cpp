@@ -15,6 +15,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include <ucontext.h>  // the fault handler reads the access kind; and the portable fibers below
 #if defined(__x86_64__) && !defined(MICROST_EMU_UCONTEXT)
 #define EMU_X86_64_FIBERS 1
@@ -27,6 +29,7 @@ uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 alignas(256) unsigned char emu_dynamic_smem[EMU_MAX_DYNAMIC_SHARED];
 bool emu_in_fiber;
+bool emu_async_used;
 
 // The fiber switch and a fiber's first frame, outside namespaces for their assembler names.
 extern "C" void emu_fiber_entry(void*);
@@ -63,7 +66,8 @@ const char* op_name(int op) {
         "__syncthreads", "__syncthreads_count", "__syncthreads_and", "__syncthreads_or",
         "__syncwarp", "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync",
         "__ballot_sync", "__any_sync", "__all_sync", "__reduce_add_sync", "__reduce_min_sync",
-        "__reduce_max_sync", "__reduce_min_sync", "__reduce_max_sync", "__activemask"};
+        "__reduce_max_sync", "__reduce_min_sync", "__reduce_max_sync", "__activemask",
+        "wmma::load_matrix_sync", "wmma::store_matrix_sync", "wmma::mma_sync"};
     return names[op];
 }
 
@@ -83,6 +87,8 @@ struct Fiber {
     int arg, width;
     uint64_t result;   // what the barrier or warp function returns to it
 };
+bool is_collective(int op) { return op >= WMMA_LOAD; }
+
 // Lanes of one warp waiting at a warp function with the same mask.
 struct WarpWait { uint32_t mask, arrived; int op; };
 struct Warp { WarpWait waits[32]; int n; };
@@ -264,6 +270,11 @@ void switch_from(Fiber& self) {
     to_scheduler(fibers[current]);
     __builtin_unreachable();
 }
+[[noreturn]] void leave_plain_launch();  // the same for a plain-loop launch (below)
+[[noreturn]] void fail_now() {
+    if (emu_in_fiber) abandon_thread();
+    leave_plain_launch();
+}
 
 // A fault during a launch is the kernel's: a stack overflow hits a fiber's guard page, an
 // out-of-bounds access the PROT_NONE guard around every emu array (microst/emu_memory.py) or
@@ -302,6 +313,10 @@ void on_segv(int sig, siginfo_t* info, void* ctx) {
     } else {
         previous_segv.sa_handler(sig);
     }
+}
+[[noreturn]] void leave_plain_launch() {
+    plain_launch = false;
+    siglongjmp(*plain_escape_at, 1);
 }
 void install_segv_handler() {
     static bool installed = false;
@@ -452,6 +467,12 @@ uint64_t warp_exchange(int op, uint32_t mask, uint64_t value, int arg, int width
     f.file = file;
     f.line = line;
     const uint32_t lanes = nthreads - w * 32 >= 32 ? ~0u : (1u << (nthreads - w * 32)) - 1;  // that exist
+    if (is_collective(op) && lanes != ~0u) {
+        append(where(0), "thread %u called %s (%s:%d) in warp %u, which has only %u threads: WMMA functions "
+               "are collective over a full warp of 32 (make the block's thread count a multiple of 32)",
+               t, op_name(op), file, line, w, nthreads - w * 32);
+        abandon_thread();
+    }
     const uint32_t need = mask & lanes;
     Warp& warp = warps[w];
     WarpWait* wait = nullptr;
@@ -477,6 +498,18 @@ uint64_t warp_exchange(int op, uint32_t mask, uint64_t value, int arg, int width
     }
     const uint32_t arrived = wait->arrived;
     *wait = warp.waits[--warp.n];  // the exchange is complete: free its slot
+    if (is_collective(op)) {  // the others resume only when this lane has done the warp's work
+        static const void* published[32];
+        for (uint32_t l = 0; l < 32; ++l) {
+            published[l] = reinterpret_cast<const void*>(wf[l].value);
+            if (l != lane) {
+                wf[l].result = 0;
+                wf[l].state = RUNNABLE;
+                --n_at_warp;
+            }
+        }
+        return reinterpret_cast<uint64_t>(published);
+    }
     const uint64_t common = op >= BALLOT ? common_result(wf, arrived, op) : 0;
     for (uint32_t l = 0; l < 32; ++l) {
         if (!(arrived >> l & 1)) continue;
@@ -489,6 +522,46 @@ uint64_t warp_exchange(int op, uint32_t mask, uint64_t value, int arg, int width
     return f.result;
 }
 
+// cp.async ------------------------------------------------------------------------------------
+// Each CUDA thread of the block has its own queue of deferred copies, in issue order, each tagged
+// with its commit group; __pipeline_wait_prior performs a prefix of it.
+struct AsyncCopy {
+    void* dst;
+    const void* src;
+    uint32_t size, zfill, group;
+    const char* file;
+    int line;
+};
+struct AsyncQueue {
+    std::vector<AsyncCopy> copies;
+    uint32_t committed = 0;  // groups committed so far; copies issued now join group `committed`
+};
+AsyncQueue async_queues[1024];
+
+AsyncQueue& my_queue() {
+    return async_queues[threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)];
+}
+void reset_async_queues() {
+    for (AsyncQueue& q : async_queues) {
+        q.copies.clear();
+        q.committed = 0;
+    }
+    emu_async_used = false;
+}
+// Leave the launch when the thread that ends now has copies that no wait covered.
+void check_async_done() {
+    AsyncQueue& q = my_queue();
+    if (!q.copies.empty()) {
+        const AsyncCopy& c = q.copies.front();
+        append(where(0), "thread (%u,%u,%u) exited with %zu cp.async copies that no __pipeline_wait_prior covered "
+               "(the first issued at %s:%d%s); wait for them (__pipeline_wait_prior(0)) before the thread exits",
+               threadIdx.x, threadIdx.y, threadIdx.z, q.copies.size(), c.file, c.line,
+               c.group == q.committed ? ", never committed" : "");
+        fail_now();
+    }
+    q.committed = 0;
+}
+
 }  // namespace
 }  // namespace emu
 
@@ -496,6 +569,7 @@ using namespace emu;
 
 extern "C" void emu_fiber_entry(void*) {
     thread_body();
+    if (emu_async_used) check_async_done();
     Fiber& f = fibers[current];
     f.state = EXITED;
     ++n_exited;
@@ -514,6 +588,7 @@ int emu_launch_begin(const Launch* p, const char* kernel, int arity) {
     blockDim = dim3(p->block[0], p->block[1], p->block[2]);
     blockIdx = uint3{0, 0, 0};
     nthreads = p->block[0] * p->block[1] * p->block[2];
+    if (emu_async_used) reset_async_queues();  // a launch that failed may have left some
     if (p->nargs != arity) {
         append(0, "emu: kernel %s takes %d arguments, the launcher was given %d", kernel, arity, p->nargs);
     } else if (p->shared_bytes > EMU_MAX_DYNAMIC_SHARED) {
@@ -619,3 +694,60 @@ void emu_report_not_in_fiber(int op, const char* file, int line) {
            "kernel (is it called through a function pointer?)",
            threadIdx.x, threadIdx.y, threadIdx.z, op_name(op), file, line);
 }
+
+const void* const* emu_warp_collective(int op, const void* arg, const char* file, int line) {
+    return reinterpret_cast<const void* const*>(
+        warp_exchange(op, ~0u, reinterpret_cast<uint64_t>(arg), 0, 32, file, line));
+}
+
+void emu_fail(const char* fmt, ...) {
+    int pos = where(0);
+    size_t len = launch_params->errlen;
+    if ((size_t)pos < len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(launch_params->err + pos, len - pos, fmt, ap);
+        va_end(ap);
+    }
+    fail_now();
+}
+
+// cp.async: the copy is deferred to the wait that covers its group; its destination reads as
+// 0xFF bytes (NaN) until then.
+void emu_async_copy(void* dst, const void* src, size_t size, size_t zfill, bool dst_static_shared,
+                    const char* file, int line) {
+    const char* d = static_cast<const char*>(dst);
+    const bool dynamic = d >= (const char*)emu_dynamic_smem &&
+                         d + size <= (const char*)emu_dynamic_smem + launch_params->shared_bytes;
+    const char* why = size != 4 && size != 8 && size != 16 ? "size_and_align must be 4, 8 or 16"
+                      : zfill > size ? "zfill must be at most size_and_align"
+                      : (reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & (size - 1)
+                          ? "both pointers must be aligned to size_and_align"
+                      : !dst_static_shared && !dynamic ? "the destination (the first argument) must be shared memory"
+                      : nullptr;
+    if (why) {
+        emu_fail("thread (%u,%u,%u): __pipeline_memcpy_async(%p, %p, %zu, %zu) (%s:%d): %s", threadIdx.x,
+                 threadIdx.y, threadIdx.z, dst, src, size, zfill, file, line, why);
+    }
+    memset(dst, 0xFF, size);
+    AsyncQueue& q = my_queue();
+    q.copies.push_back(AsyncCopy{dst, src, (uint32_t)size, (uint32_t)zfill, q.committed, file, line});
+    emu_async_used = true;
+}
+
+void emu_async_commit() { ++my_queue().committed; }
+
+// Perform the copies of every committed group but the newest `prior` (at most 8, as on the GPU).
+void emu_async_wait(size_t prior) {
+    AsyncQueue& q = my_queue();
+    const uint32_t keep = prior < 8 ? (uint32_t)prior : 8;
+    size_t n = 0;
+    for (; n < q.copies.size() && q.copies[n].group + keep < q.committed; ++n) {
+        const AsyncCopy& c = q.copies[n];
+        memcpy(c.dst, c.src, c.size - c.zfill);
+        memset(static_cast<char*>(c.dst) + c.size - c.zfill, 0, c.zfill);
+    }
+    q.copies.erase(q.copies.begin(), q.copies.begin() + n);
+}
+
+void emu_async_thread_end() { check_async_done(); }

@@ -1,7 +1,9 @@
 """The emu device: a kernel file compiled for the CPU by g++ and launched through ctypes.
 
 The inlined source is compiled against ``kernels/emu/cuda_emu.h`` (threadIdx, __shared__,
-__syncthreads, warp functions and atomics in plain C++) into a shared object, cached under
+__syncthreads, warp functions and atomics in plain C++), with ``kernels/emu/include`` on the include
+path for the CUDA headers kernels name (<mma.h>, <cuda_bf16.h>, <cuda_fp16.h>, <cuda_pipeline.h>:
+WMMA, 16-bit floats and cp.async emulated), into a shared object, cached under
 $MICROST_CACHE or ~/.cache/microst (in ``emu/``, keyed by a hash of the source, the flags, the
 compiler and the emulation headers). Blocks run one at a time; kernels that reach a barrier or a
 warp function run one fiber per CUDA thread. Extra g++ flags: MICROST_EMU_CXXFLAGS (e.g.
@@ -23,6 +25,8 @@ from .source import ASM, KERNEL_DIR, CompileError, blank, display, origin, split
 EMU_HEADER_DIR = KERNEL_DIR / "emu"
 EMU_HEADER = EMU_HEADER_DIR / "cuda_emu.h"
 EMU_RUNTIME = EMU_HEADER_DIR / "emu_runtime.cpp"
+EMU_INCLUDE_DIR = EMU_HEADER_DIR / "include"  # emu's stand-ins for the CUDA toolkit's headers
+_INCLUDE_FLAGS = ("-isystem", str(EMU_INCLUDE_DIR))
 
 # g++ flags for emu. The kernels are CUDA C, so: no strict aliasing (float4 casts of float
 # arrays), wrapping int overflow (as on the GPU), page-by-page stack probes (a big local array
@@ -108,7 +112,7 @@ def _check_inline_ptx(source, cxx, flags):
     one guarded by #ifdef __CUDA_ARCH__ passes) and name its file and line."""
     if not ASM.search(source.code):
         return
-    r = subprocess.run([cxx, "-E", *[f for f in flags if f.startswith(("-std", "-D", "-U"))],
+    r = subprocess.run([cxx, "-E", *[f for f in flags if f.startswith(("-std", "-D", "-U"))], *_INCLUDE_FLAGS,
                         "-include", str(EMU_HEADER), "-x", "c++", "-"],
                        input=source.text, capture_output=True, text=True)
     if r.returncode:
@@ -158,9 +162,9 @@ def _emu_key(cxx, flags, *parts):
     key = hashlib.sha256()
     for part in (" ".join(flags), _compiler_id(cxx), *parts):
         key.update(part.encode() + b"\0")
-    for f in sorted(EMU_HEADER_DIR.iterdir()):
+    for f in sorted(EMU_HEADER_DIR.rglob("*")):  # the headers of include/ too
         if f.is_file():
-            key.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+            key.update(f.relative_to(EMU_HEADER_DIR).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return key.hexdigest()[:24]
 
 
@@ -181,7 +185,7 @@ def build(source):
         _check_inline_ptx(source, cxx, cxx_flags)
         cpp = out.with_suffix(".cpp")
         cpp.write_text(unit)
-        _compile(cxx, [*cxx_flags, "-include", str(EMU_HEADER), "-o", str(out), str(cpp), str(runtime),
+        _compile(cxx, [*cxx_flags, *_INCLUDE_FLAGS, "-include", str(EMU_HEADER), "-o", str(out), str(cpp), str(runtime),
                        "-Wl,-rpath,$ORIGIN"], display(source.path))
         compiles += 1
 

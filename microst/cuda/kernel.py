@@ -9,8 +9,11 @@ parsed from the source: arrays must be C-contiguous arrays of the device's kind 
 parameter's dtype, scalars NumPy scalars of the parameter's type (a Python int or float is
 refused: CuPy would pass it as a 64-bit value).
 """
+import functools
+import glob
 import os
 import re
+import shutil
 import threading
 
 import numpy as np
@@ -25,6 +28,41 @@ _OPT_IN_SHARED = 48 * 1024
 # CuPy adds -ftz=true to every NVRTC compile (denormal floats flush to zero); emu sets the
 # CPU's flush-to-zero and denormals-are-zero modes while a kernel runs, to match.
 CUDA_OPTIONS = ("-std=c++17",)
+# The toolkit's device headers that kernels include. NVRTC searches no folder of its own (its
+# bundled headers have none of these), and CuPy adds only the toolkit it finds; nvidia-cuda-runtime
+# has the first four, nvidia-cuda-crt the crt/mma.h that mma.h includes.
+_CUDA_HEADERS = ("mma.h", "cuda_fp16.h", "cuda_bf16.h", "cuda_pipeline.h", "crt/mma.h")
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_include_dirs():
+    """The folders holding CUDA's <mma.h>, <cuda_fp16.h>, <cuda_bf16.h>, <cuda_pipeline.h>, in
+    search order: $CUDA_PATH and $CUDA_HOME, the pip wheels' nvidia/*/include, the toolkit of the
+    nvcc on PATH, /usr/local/cuda. Empty where there is none."""
+    candidates = [os.path.join(os.environ[v], "include") for v in ("CUDA_PATH", "CUDA_HOME") if os.environ.get(v)]
+    try:
+        import nvidia  # the namespace package of the nvidia-* wheels
+        for root in nvidia.__path__:
+            candidates += sorted(glob.glob(os.path.join(root, "*", "include")), reverse=True)  # cu13 before cu12
+    except ImportError:
+        pass
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "include"))
+    candidates.append("/usr/local/cuda/include")
+    dirs = []
+    for d in candidates:
+        d = os.path.realpath(d)
+        if d not in dirs and any(os.path.isfile(os.path.join(d, h)) for h in _CUDA_HEADERS):
+            dirs.append(d)
+    return tuple(dirs)
+
+
+def cuda_options():
+    """The NVRTC options of the cuda device (and of nvrtc.compile_file): CUDA_OPTIONS and -I for
+    each folder of cuda_include_dirs()."""
+    return CUDA_OPTIONS + tuple(f"-I{d}" for d in cuda_include_dirs())
+
 
 def _dims(value, what, kernel):
     if type(value) is int and value > 0:  # the common case, first
@@ -175,7 +213,7 @@ def _module(device, path):
             functions = emu.build(source)
         else:
             import cupy
-            module = cupy.RawModule(code=source.text, options=CUDA_OPTIONS)
+            module = cupy.RawModule(code=source.text, options=cuda_options())
             try:  # the module compiles at its first get_function
                 functions = {name: module.get_function(name) for name in source.kernels}
             except cupy.cuda.compiler.CompileException as e:

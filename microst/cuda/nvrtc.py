@@ -3,9 +3,10 @@
     report = compile_file("conv_v1.cu", arch="sm_90")   # {kernel: Resources}, or CompileError
 
 The source is what the cuda device hands `cupy.RawModule` (includes inlined), with its options
-(kernel.CUDA_OPTIONS) and what CuPy adds to every NVRTC compile (-ftz=true, the GPU's
-architecture), plus `--ptxas-options=-v`, whose report gives each kernel's registers, spills,
-stack frame and shared memory. CI runs it on every kernel of every version (tests/test_nvrtc.py):
+(kernel.cuda_options(): CUDA_OPTIONS, and -I for the folders of CUDA's <mma.h>, <cuda_pipeline.h>,
+...) and what CuPy adds to every NVRTC compile (-ftz=true, the GPU's architecture), plus
+`--ptxas-options=-v`, whose report gives each kernel's registers, spills, stack frame and shared
+memory. CI runs it on every kernel of every version (tests/test_nvrtc.py):
 a kernel that spills registers fails there, before any GPU has run it.
 """
 import ctypes
@@ -15,7 +16,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from .kernel import CUDA_OPTIONS
+from .kernel import cuda_options
 from .source import KERNEL_DIR, CompileError, analyse, display
 
 CUPY_ADDS = ("-ftz=true",)  # cupy.cuda.compiler adds this to every NVRTC compile
@@ -68,7 +69,7 @@ def compile_file(file, arch="sm_90"):
     _check(lib, lib.nvrtcCreateProgram(ctypes.byref(prog), source.text.encode(), path.name.encode(), 0, None, None),
            "nvrtcCreateProgram")
     try:
-        options = [o.encode() for o in (*CUDA_OPTIONS, *CUPY_ADDS, f"--gpu-architecture={arch}",
+        options = [o.encode() for o in (*cuda_options(), *CUPY_ADDS, f"--gpu-architecture={arch}",
                                         "--ptxas-options=-v")]
         rc = lib.nvrtcCompileProgram(prog, len(options), (ctypes.c_char_p * len(options))(*options))
         size = ctypes.c_size_t()

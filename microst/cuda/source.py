@@ -27,8 +27,9 @@ _PRAGMA_ONCE = re.compile(r"^\s*#\s*pragma\s+once\b")
 _COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
 _DIRECTIVE = re.compile(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", re.M)
 _DEFINE = re.compile(r"#\s*define\s+(\w+)(.*)", re.S)
+# Barriers and warp functions, WMMA's warp-collective calls among them (kernels/emu/include/mma.h).
 _SYNC = re.compile(r"\b(?:__syncthreads\w*|__syncwarp|__shfl\w*_sync|__ballot_sync|__any_sync|__all_sync"
-                   r"|__activemask|__reduce_\w+_sync)\b")
+                   r"|__activemask|__reduce_\w+_sync|load_matrix_sync|store_matrix_sync|mma_sync)\b")
 ASM = re.compile(r"\b(?:asm|__asm__|__asm)\b")
 
 

@@ -9,7 +9,9 @@ FAMILY: conv, norm, loss, pool, pad, activation or arith. The cases are the fami
 (microst.ops.<family>.cases()); each is checked (float64 gradient check on cpu, every version
 against the NumPy reference) before it is timed. --scale small (the default on emu and cpu) keeps
 emu runs to seconds (emu does about 0.5 GFLOP/s); full (the default on cuda) uses the networks'
-layer shapes. MICROST_KERNELS and --kernel-version pin versions (microst.ops.versions).
+layer shapes. MICROST_KERNELS and --kernel-version pin versions (microst.ops.versions); a
+tensor-core version runs at each precision it has (v3: tf32, bf16), --precision P at that one
+only (and flops counts the selection at P).
 `registers` compiles every kernel of every version as the cuda device does (NVRTC, no GPU needed:
 the nvidia-cuda-nvrtc wheel) and prints ptxas's registers, spills and shared memory per kernel.
 """
@@ -17,7 +19,7 @@ import sys
 
 from .. import cli
 from ..errors import UserError, cli_main
-from ..ops import FAMILIES, versions
+from ..ops import FAMILIES, PRECISIONS, use_precision, versions
 
 
 def build_parser():
@@ -30,6 +32,8 @@ def build_parser():
                    help="family: where to run (default emu); flops: whose kernel selection counts (default cuda)")
     p.add_argument("--scale", choices=("small", "full"), default=None, help="case sizes (default: full on cuda)")
     p.add_argument("--repeats", type=cli.positive_int, default=None, help="timed runs per row (median)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="only this GEMM precision (default: every precision of each version; flops: the device's)")
     p.add_argument("--net", choices=("johnson", "texture", "vgg"), default="johnson", help="flops: the network")
     p.add_argument("--size", type=cli.pixels, default=512, help="flops: image side (default 512)")
     p.add_argument("--batch", type=cli.positive_int, default=1, help="flops: batch size (default 1)")
@@ -55,6 +59,7 @@ def main(argv=None):
         return 0
     if args.what is None:
         raise UserError("give a kernel family (" + ", ".join(FAMILIES) + "), flops, registers, or --list")
+    use_precision(args.precision)
     if args.what == "flops":
         from .flops import report
         device = args.device or "cuda"
@@ -77,7 +82,8 @@ def main(argv=None):
         if not cuda_available():
             raise UserError("--device cuda: no NVIDIA GPU with CuPy here; use --device emu")
     from .family import run
-    run(args.what, args.kernel_version, device, args.scale or ("full" if device == "cuda" else "small"), args.repeats)
+    run(args.what, args.kernel_version, device, args.scale or ("full" if device == "cuda" else "small"), args.repeats,
+        only_precision=args.precision)
     return 0
 
 

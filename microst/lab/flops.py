@@ -24,8 +24,10 @@ Counting rules:
   before training and are not counted).
 
 `--predict` adds a roofline estimate of each pass on an H100/H200 (not a measurement): the larger
-of issued FLOPs / (66.9 TFLOP/s FP32 x 0.5, the efficiency assumed for a SIMT GEMM of this
-kind) and the bytes of its operands, read or written once / 4.3 TB/s, plus 3 us per launch.
+of issued FLOPs / (the dense peak of the pass's precision x 0.5, the efficiency assumed for a
+GEMM of this kind: 66.9 TFLOP/s FP32, 495 TF32, 990 BF16 on tensor cores) and the bytes of its
+operands, read or written once / 4.3 TB/s, plus 3 us per launch. `--precision` (or
+MICROST_PRECISION) chooses the tensor cores' precision; the `prec` column says where each pass runs.
 """
 import contextlib
 
@@ -36,6 +38,7 @@ from ..ops import conv, loss, record, versions
 
 USEFUL = {"conv": conv.useful_flops, "loss": loss.useful_flops}
 PEAK_FP32, GEMM_EFFICIENCY, BANDWIDTH, LAUNCH_S = 66.9e12, 0.5, 4.3e12, 3e-6  # H100/H200 SXM, assumed
+PEAK = {"fp32": PEAK_FP32, "tf32": 495e12, "bf16": 990e12}  # dense
 
 
 def operand_bytes(call):
@@ -48,8 +51,8 @@ def operand_bytes(call):
     return 4 * (n * c * p + n * c * c + (n * c * p if call.pass_ == "gram_backward" else 0))
 
 
-def predicted_ms(call, issued):
-    return 1e3 * (max(issued / (PEAK_FP32 * GEMM_EFFICIENCY), operand_bytes(call) / BANDWIDTH) + LAUNCH_S)
+def predicted_ms(call, issued, precision="fp32"):
+    return 1e3 * (max(issued / (PEAK[precision] * GEMM_EFFICIENCY), operand_bytes(call) / BANDWIDTH) + LAUNCH_S)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 CONTENT_LAYER = "relu2_2"
 
@@ -168,13 +171,15 @@ def count_launches(net, size, batch=1, train=False):
 
 
 def rows(calls, device="cuda"):
-    """[(label, pass, geometry text, useful, issued, predicted ms)] for the versions selected on `device`."""
+    """[(label, pass, geometry text, useful, issued, predicted ms, precision)] for the versions selected
+    on `device`."""
     out = []
     for c in calls:
         launcher = versions.selected(c.family, device).launcher
         issued = launcher.issued_flops(c.pass_, c.geometry)
+        prec = launcher.precision_of(c.pass_, c.geometry) if hasattr(launcher, "precision_of") else "fp32"
         out.append((c.label, c.pass_, describe(c), USEFUL[c.family](c.pass_, c.geometry), issued,
-                    predicted_ms(c, issued)))
+                    predicted_ms(c, issued, prec), prec))
     return out
 
 
@@ -192,10 +197,10 @@ def report(net, size, batch=1, train=False, device="cuda", out=print, predict=Fa
     out(f"{net} {'training step' if train else 'inference'} at {size}x{size}, batch {batch}; kernels for "
         f"{device}: {selection}")
     out(f"{'layer':<24} {'pass':<16} {'shape':<28} {'useful GFLOP':>13} {'issued GFLOP':>13} {'issued/useful':>14}"
-        + (f" {'pred ms':>8}" if predict else ""))
-    for label, pass_, shape, useful, issued, ms in table:
+        f" {'prec':>5}" + (f" {'pred ms':>8}" if predict else ""))
+    for label, pass_, shape, useful, issued, ms, prec in table:
         out(f"{label:<24} {pass_:<16} {shape:<28} {useful / 1e9:>13.3f} {issued / 1e9:>13.3f} "
-            f"{issued / useful:>14.2f}" + (f" {ms:>8.3f}" if predict else ""))
+            f"{issued / useful:>14.2f} {prec:>5}" + (f" {ms:>8.3f}" if predict else ""))
     useful, issued = sum(r[3] for r in table), sum(r[4] for r in table)
     if predict:
         out(f"predicted GEMM time {sum(r[5] for r in table):.2f} ms (H100/H200 roofline, see --help)")

@@ -5,8 +5,10 @@
     conv2d_backward_weight(dy, x)    dw = dy * x                 (Cout, Cin, kh, kw)
 
 cpu: im2col + one matrix multiply (ops/conv_cpu.py, the NumPy reference). emu/cuda: the kernels
-of the selected version: v0 (kernels/conv_v0.cu) plain loops, one thread per output element;
-v1 (kernels/conv_v1.cu) three implicit GEMMs on 64x64 shared-memory tiles.
+of the selected version (ops/conv_kernels.py: v0 plain loops, v1 implicit GEMMs on 64x64 tiles,
+v2 one GEMM over offset tables; ops/conv_tc.py: v3, v2 on tensor cores in TF32 or BF16). Within
+precision.rounded_like(p), the cpu path rounds the operands of the passes v3 runs on tensor
+cores at p: the reference a tensor-core kernel is compared with.
 conv_transpose2d is the same three with the roles swapped: its forward is conv's backward-data,
 its backward-data is conv's forward, and its weight gradient is conv's with x and dy exchanged.
 Weights: conv (Cout, Cin, kh, kw); transposed conv (Cin, Cout, kh, kw), as in PyTorch.
@@ -19,10 +21,14 @@ useful = 2 * M * N * K (padding taps included, as the forward's im2col has them)
 strided backward-data (the forward of a strided transposed conv) counts only the taps whose
 position is a multiple of the stride: the others multiply a zero the stride inserted.
 """
-from . import conv_cpu, record, versions
+from . import conv_cpu, precision, record, versions
 from .arith import OP_ADD, binary, sum_axes
 from .base import Case, Op, check_rank, pair
-from .conv_kernels import PASSES, VERSIONS, ConvGeometry, conv_geometry  # noqa: F401 (the family's versions)
+from .conv_kernels import PASSES, ConvGeometry, conv_geometry  # noqa: F401
+from .conv_kernels import VERSIONS as SIMT_VERSIONS
+from .conv_tc import VERSIONS as TC_VERSIONS
+
+VERSIONS = {**SIMT_VERSIONS, **TC_VERSIONS}  # the family's versions
 
 
 def _stride_taps(size, k, s, p):
@@ -37,6 +43,14 @@ def useful_flops(pass_, g):
     return 2 * m * n * k
 
 
+def _reference(pass_, g, *operands):
+    """The cpu pass's operands, rounded as v3's tensor cores would round them (precision.rounded_like)."""
+    p = precision.reference()
+    if p == "fp32" or not VERSIONS["v3"].launcher.tensor_cores(pass_, g, p):
+        return operands
+    return tuple(precision.rounded(a, p) for a in operands)
+
+
 # -- the passes, on arrays -------------------------------------------------------------------
 def conv2d_forward(device, x, w, b, stride, padding):
     g = conv_geometry(x.shape, w.shape, stride, padding)
@@ -44,7 +58,7 @@ def conv2d_forward(device, x, w, b, stride, padding):
     if recorded is not None:
         return recorded
     if device == "cpu":
-        return conv_cpu.forward(x, w, b, stride, padding)
+        return conv_cpu.forward(*_reference("forward", g, x, w), b, stride, padding)
     version = versions.selected("conv", device)
     return version.launcher.forward(device, version, x, w, b, g)
 
@@ -55,7 +69,7 @@ def conv2d_backward_data(device, dy, w, x_shape, stride, padding):
     if recorded is not None:
         return recorded
     if device == "cpu":
-        return conv_cpu.backward_data(dy, w, x_shape, stride, padding)
+        return conv_cpu.backward_data(*_reference("backward_data", g, dy, w), x_shape, stride, padding)
     version = versions.selected("conv", device)
     return version.launcher.backward_data(device, version, dy, w, g)
 
@@ -67,7 +81,7 @@ def conv2d_backward_weight(device, dy, x, w_shape, stride, padding, want_db=Fals
     if recorded is not None:
         return recorded, (sum_axes(device, dy, (0, 2, 3)) if want_db else None)
     if device == "cpu":
-        return conv_cpu.backward_weight(dy, x, w_shape, stride, padding), \
+        return conv_cpu.backward_weight(*_reference("backward_weight", g, dy, x), w_shape, stride, padding), \
             (dy.sum(axis=(0, 2, 3)) if want_db else None)
     version = versions.selected("conv", device)
     return version.launcher.backward_weight(device, version, dy, x, g, want_db)
@@ -207,4 +221,12 @@ def cases():
         transposed_case("conv_transpose2d s2 p0", (2, 2, 3, 4), (2, 3, 3, 3), bias=False, stride=2),
         transposed_case("conv_transpose2d 4x4 s2", (1, 2, 3, 3), (2, 3, 4, 4), stride=2, padding=1),
         transposed_case("conv_transpose2d 3x3 s3 op2", (2, 2, 3, 2), (2, 3, 3, 3), stride=3, output_padding=2),
+        # at least 16 channels on both sides: every pass on v3's tensor cores (conv_tc.MIN_M)
+        conv_case("conv2d 3x3 pad1 tc", (2, 17, 9, 11), (20, 17, 3, 3), padding=1),
+        conv_case("conv2d 3x3 stride2 tc", (2, 16, 9, 8), (24, 16, 3, 3), stride=2, padding=1),
+        conv_case("conv2d 9x9 pad4 tc", (1, 16, 12, 10), (16, 16, 9, 9), padding=4),
+        conv_case("conv2d 1x1 tc", (2, 32, 6, 5), (48, 32, 1, 1)),
+        conv_case("conv2d long reduction tc", (2, 16, 24, 23), (16, 16, 3, 3), padding=1),
+        transposed_case("conv_transpose2d s2 tc", (2, 24, 5, 4), (24, 16, 3, 3), stride=2, padding=1,
+                        output_padding=1),
     ]

@@ -196,6 +196,10 @@ class ConvV2:
     def __init__(self):
         self._tables, self._bytes = OrderedDict(), 0
 
+    def tile(self, m, n):
+        """The (BM, BN) of the m x n GEMM."""
+        return tile_shape(m, n)
+
     def tables(self, device, key, build):
         """The device copies of build()'s tables, built once per (device, key)."""
         key = (device,) + key
@@ -212,7 +216,7 @@ class ConvV2:
 
     def _gemm(self, device, version, a, a_stride, src, rows, cols, ct, kt, bias, out, out_stride, m, n, k,
               splits=1, chunk=None):
-        bm, bn = tile_shape(m, n)
+        bm, bn = self.tile(m, n)
         launch(device, version.kernel(f"gemm_{bm}x{bn}"), (-(-n // bn), -(-m // bm), splits),
                (a, i32(a_stride), src, i32(rows), i32(cols), ct, kt, a if bias is None else bias,
                 i32(bias is not None), out, i32(out_stride), i32(m), i32(n), i32(k), i32(chunk or max(k, 1))))
@@ -235,7 +239,7 @@ class ConvV2:
     def splits(self, g):
         """(splits, chunk) of backward-weight's reduction over N * Ho * Wo; chunk a multiple of BK."""
         m, n, rows = g.Cout, g.Cin * g.KH * g.KW + 1, g.N * g.HO * g.WO
-        bm, bn = tile_shape(m, n)
+        bm, bn = self.tile(m, n)
         base = -(-m // bm) * -(-n // bn)
         splits = max(1, min(-(-rows // self.SPLIT_ROWS), self.SPLIT_BLOCKS // base))
         chunk = _up(-(-rows // splits), self.BK)
@@ -260,7 +264,7 @@ class ConvV2:
 
     def issued_flops(self, pass_, g):
         def gemm(m, n, k):
-            bm, bn = tile_shape(m, n)
+            bm, bn = self.tile(m, n)
             return 2 * _up(m, bm) * _up(n, bn) * _up(k, self.BK)
         if pass_ == "forward":
             return gemm(g.Cout, g.N * g.HO * g.WO, g.Cin * g.KH * g.KW)
@@ -268,19 +272,20 @@ class ConvV2:
             return sum(gemm(g.Cin, g.N * len(range(ph, g.H, g.SH)) * len(range(pw, g.W, g.SW)),
                             g.Cout * len(th) * len(tw)) for ph, pw, th, tw in parity_classes(g))
         splits, chunk = self.splits(g)
-        bm, bn = tile_shape(g.Cout, g.Cin * g.KH * g.KW + 1)
+        bm, bn = self.tile(g.Cout, g.Cin * g.KH * g.KW + 1)
         return 2 * _up(g.Cout, bm) * _up(g.Cin * g.KH * g.KW + 1, bn) * splits * chunk
 
 
+FP32 = ("fp32",)  # the SIMT versions' precision (tensor cores: conv_tc.py)
 VERSIONS = versions.declare(
     versions.Version("conv", "v0", "plain loops, one thread per output element (for reading)",
-                     {p: ("conv_v0.cu", f"conv2d_{p}_v0") for p in PASSES}, ConvV0()),
+                     {p: ("conv_v0.cu", f"conv2d_{p}_v0") for p in PASSES}, ConvV0(), FP32),
     versions.Version("conv", "v1", "implicit GEMMs on 64x64 shared-memory tiles, split-K backward-weight",
                      {**{p: ("conv_v1.cu", f"conv2d_{p}_v1") for p in PASSES},
-                      "sum_splits": ("conv_v1.cu", "sum_splits_v1")}, ConvV1()),
+                      "sum_splits": ("conv_v1.cu", "sum_splits_v1")}, ConvV1(), FP32),
     versions.Version("conv", "v2", "one GEMM over im2col offset tables, a tile shape per problem, sub-pixel "
                      "backward-data, bias gradient fused",
                      {**{f"gemm_{bm}x{bn}": ("conv_v2.cu", f"conv2d_gemm_{bm}x{bn}_v2") for bm, bn in TILE_SHAPES},
-                      "sum_split_columns": ("conv_v2.cu", "sum_split_columns_v2")}, ConvV2()))
+                      "sum_split_columns": ("conv_v2.cu", "sum_split_columns_v2")}, ConvV2(), FP32))
 
 

@@ -91,8 +91,7 @@ def _transform_input(phases, band, v):
 
 def _transform_output(m, y, band, tw):
     """y rows [2 t0, 2 t1) = A^T M A, from M (16, Cout, N, tb, tw + 1)."""
-    t0, t1 = band
-    ho = y.shape[2]
+    (t0, t1), (ho, wo) = band, y.shape[2:]
     cout, size = m.shape[1], m[0].size
     m = m.reshape(16, size)
     rows = scratch("winograd_out_rows", (2, 4, size), m.dtype)
@@ -101,21 +100,18 @@ def _transform_output(m, y, band, tw):
         rows[0, b] += m[8 + b]
         np.subtract(m[4 + b], m[8 + b], out=rows[1, b])
         rows[1, b] -= m[12 + b]
-    rows = rows.reshape(2, 4, cout, -1, t1 - t0, tw + 1)
-    partial = scratch("winograd_partial", rows.shape[2:], m.dtype)
+    partial = scratch("winograd_partial", (size,), m.dtype)
+    pairs = scratch("winograd_pairs", (size, 2), m.dtype)  # a tile row's two outputs side by side: y's order
     for i in range(2):
-        for j in range(2):
-            dst = y[:, :, 2 * t0 + i:min(ho, 2 * t1):2, j::2].transpose(1, 0, 2, 3)
-            if dst.size == 0:
-                continue
-            r = rows[i]
-            if j == 0:  # and along the tile columns the same: then into y, without the garbage column
-                np.add(r[0], r[1], out=partial)
-                np.add(partial[..., :dst.shape[2], :dst.shape[3]], r[2, ..., :dst.shape[2], :dst.shape[3]], out=dst)
-            else:
-                np.subtract(r[1], r[2], out=partial)
-                np.subtract(partial[..., :dst.shape[2], :dst.shape[3]], r[3, ..., :dst.shape[2], :dst.shape[3]],
-                            out=dst)
+        r = rows[i]  # and the same along the tile columns
+        np.add(r[0], r[1], out=partial)
+        np.add(partial, r[2], out=pairs[:, 0])
+        np.subtract(r[1], r[2], out=partial)
+        np.subtract(partial, r[3], out=pairs[:, 1])
+        count = len(range(2 * t0 + i, min(ho, 2 * t1), 2))
+        if count:  # into y, without the garbage tile column
+            y[:, :, 2 * t0 + i:min(ho, 2 * t1):2] = \
+                pairs.reshape(cout, -1, t1 - t0, 2 * (tw + 1))[:, :, :count, :wo].transpose(1, 0, 2, 3)
 
 
 def forward(x, w, b, padding, band):

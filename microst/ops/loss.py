@@ -6,7 +6,7 @@ adds them). The upstream gradient of a loss stays on the device: backward kernel
 """
 import numpy as np
 
-from . import record, versions
+from . import precision, record, versions
 from .base import Case, Op, blocks, check_rank, empty, f32, i32, launch
 
 ROLES = ("gram_forward", "gram_backward", "mse_partial", "mse_backward", "tv_partial", "tv_backward", "sum_partials")
@@ -73,14 +73,84 @@ class GramV2(GramV1):
         return 2 * n * tiles * self.TILE * self.TILE * splits * chunk
 
 
+class GramV3(GramV2):
+    """v2's plan on tensor cores (TF32 or BF16) for C >= 16 (a fragment's height; below, v2's SIMT):
+    forward on 64x64 tiles of the upper triangle, split over positions; backward the symmetric sum
+    dG + dG^T formed once, then one GEMM on 64x128 tiles."""
+    MIN_C = 16
+    TC_BK = {"tf32": 16, "bf16": 32}  # gemm_tc.cuh's K step per precision
+    BACKWARD_TILE = (64, 128)
+
+    def tensor_cores(self, c, precision_):
+        return precision_ != "fp32" and c >= self.MIN_C
+
+    def splits(self, geometry, precision_="fp32"):
+        tiles, splits, chunk = super().splits(geometry)
+        if precision_ == "fp32":
+            return tiles, splits, chunk
+        chunk = _up(chunk, self.TC_BK[precision_])
+        return tiles, -(-geometry[2] // chunk), chunk
+
+    def forward(self, device, version, x, scale):
+        n, c, h, w = x.shape
+        p = precision.current(device)
+        if not self.tensor_cores(c, p):
+            return super().forward(device, version, x, scale)
+        tiles, splits, chunk = self.splits((n, c, h * w), p)
+        partial = empty(device, (n, splits, c, c))
+        launch(device, version.kernel(f"gram_forward_tc_{p}"), (tiles, splits, n),
+               (x, partial, i32(c), i32(h * w), i32(chunk)))
+        g = empty(device, (n, c, c))
+        launch(device, version.kernel("gram_reduce"), blocks(g.size), (partial, g, i32(n), i32(c), i32(splits),
+                                                                      f32(scale)))
+        return g
+
+    def backward(self, device, version, dg, x, scale):
+        n, c, h, w = x.shape
+        p = precision.current(device)
+        if not self.tensor_cores(c, p):
+            return super().backward(device, version, dg, x, scale)
+        sym = empty(device, (n, c, c))
+        launch(device, version.kernel("gram_symmetrize"), blocks(sym.size), (dg, sym, i32(n), i32(c)))
+        dx = empty(device, x.shape)
+        bm, bn = self.BACKWARD_TILE
+        launch(device, version.kernel(f"gram_backward_tc_{p}"), (-(-h * w // bn), -(-c // bm), n),
+               (sym, x, dx, i32(c), i32(h * w), f32(scale)))
+        return dx
+
+    def precision_of(self, pass_, geometry):
+        """The precision the pass computes in on cuda (fp32: on v2's SIMT kernels)."""
+        p = precision.current("cuda")
+        return p if self.tensor_cores(geometry[1], p) else "fp32"
+
+    def issued_flops(self, pass_, geometry, precision_=None):
+        p = precision_ or precision.current("cuda")
+        n, c, positions = geometry
+        if not self.tensor_cores(c, p):
+            return super().issued_flops(pass_, geometry)
+        if pass_ == "gram_forward":
+            tiles, splits, chunk = self.splits(geometry, p)
+            return 2 * n * tiles * self.TILE * self.TILE * splits * chunk
+        bm, bn = self.BACKWARD_TILE
+        return 2 * n * _up(c, bm) * _up(positions, bn) * _up(c, self.TC_BK[p])
+
+
 VERSIONS = versions.declare(
     versions.Version("loss", "v1", "Gram as a 64x64-tile implicit GEMM per image; two-pass mse and tv sums",
-                     versions.kernels_of("loss_v1.cu", ROLES, "v1"), GramV1()),
+                     versions.kernels_of("loss_v1.cu", ROLES, "v1"), GramV1(), ("fp32",)),
     versions.Version("loss", "v2", "Gram: the symmetric half, split over positions (deterministic sum), "
                      "coalesced loads; mse and tv as v1",
                      {**versions.kernels_of("loss_v1.cu", ROLES, "v1"),
                       **versions.kernels_of("loss_v2.cu", ("gram_forward", "gram_reduce", "gram_backward"), "v2")},
-                     GramV2()))
+                     GramV2(), ("fp32",)),
+    versions.Version("loss", "v3", "Gram on tensor cores (WMMA, TF32 or BF16, FP32 accumulate): 64x64 tiles of the "
+                     "upper triangle split over positions, backward on 64x128 tiles; mse and tv as v1",
+                     {**versions.kernels_of("loss_v1.cu", ROLES, "v1"),
+                      **versions.kernels_of("loss_v2.cu", ("gram_forward", "gram_reduce", "gram_backward"), "v2"),
+                      "gram_symmetrize": ("loss_v3.cu", "gram_symmetrize_v3"),
+                      **{f"gram_{pass_}_tc_{p}": ("loss_v3.cu", f"gram_{pass_}_tc_{p}_v3")
+                         for pass_ in ("forward", "backward") for p in ("tf32", "bf16")}},
+                     GramV3(), ("tf32", "bf16")))
 
 
 def useful_flops(pass_, geometry):
@@ -88,6 +158,14 @@ def useful_flops(pass_, geometry):
     of N GEMMs of C x C x P (forward computes F F^T, backward (dG + dG^T) F)."""
     n, c, p = geometry
     return 2 * n * c * c * p
+
+
+def _reference(c, *operands):
+    """The cpu Gram's GEMM operands, rounded as v3's tensor cores would round them (precision.rounded_like)."""
+    p = precision.reference()
+    if not VERSIONS["v3"].launcher.tensor_cores(c, p):
+        return operands
+    return tuple(precision.rounded(a, p) for a in operands)
 
 
 def gram_forward(device, x):
@@ -98,7 +176,7 @@ def gram_forward(device, x):
     if recorded is not None:
         return recorded
     if device == "cpu":
-        f = x.reshape(n, c, h * w)
+        f = _reference(c, x.reshape(n, c, h * w))[0]
         return np.matmul(f, f.transpose(0, 2, 1)) * x.dtype.type(scale)
     version = versions.selected("loss", device)
     return version.launcher.forward(device, version, x, scale)
@@ -112,8 +190,8 @@ def gram_backward(device, dg, x):
     if recorded is not None:
         return recorded
     if device == "cpu":
-        dsym = dg + dg.transpose(0, 2, 1)
-        return (np.matmul(dsym, x.reshape(n, c, h * w)) * dg.dtype.type(scale)).reshape(x.shape)
+        dsym, f = _reference(c, dg + dg.transpose(0, 2, 1), x.reshape(n, c, h * w))
+        return (np.matmul(dsym, f) * dg.dtype.type(scale)).reshape(x.shape)
     version = versions.selected("loss", device)
     return version.launcher.backward(device, version, dg, x, scale)
 

@@ -14,17 +14,24 @@ every kernel device: MICROST_KERNELS="conv=v0,loss=v1" in the environment, or in
         ...
 
 A pin that names no family or no version is an error that lists what exists.
+
+Precision (microst/ops/precision.py): a version computes its GEMMs in fp32 (SIMT) or on tensor
+cores in tf32 and bf16 (`precisions`; None: the family has no GEMM, any precision). Unpinned, a
+family whose DEFAULTS version cannot compute at the precision asked runs its newest version that
+can; a pinned version that cannot is an error, unless it computes in fp32 and no precision was
+chosen (then the pin is the choice: MICROST_KERNELS=conv=v2 on cuda runs FP32 as before).
 """
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from . import precision as precisions
 
 DEFAULTS = {  # family -> {device: version}
-    "conv": {"emu": "v2", "cuda": "v2"},
+    "conv": {"emu": "v2", "cuda": "v3"},  # at fp32 (emu's default), a tensor-core version yields to v2
     "norm": {"emu": "v2", "cuda": "v2"},
-    "loss": {"emu": "v2", "cuda": "v2"},
+    "loss": {"emu": "v2", "cuda": "v3"},
     "pool": {"emu": "v1", "cuda": "v1"},
     "pad": {"emu": "v1", "cuda": "v1"},
     "activation": {"emu": "v1", "cuda": "v1"},
@@ -43,6 +50,10 @@ class Version:
     summary: str
     kernels: dict
     launcher: Any = field(default=None, compare=False)
+    precisions: Any = None  # the precisions its GEMMs compute in, e.g. ("fp32",); None: no GEMM, any
+
+    def computes_in(self, precision):
+        return self.precisions is None or precision in self.precisions
 
     def kernel(self, role):
         """(file, kernel name) for ops.base.launch."""
@@ -102,9 +113,20 @@ def _environment_pins():
 
 
 def selected(family, device):
-    """The Version of `family` that runs on `device` ("emu" or "cuda")."""
-    name = _pins.get(family) or _environment_pins().get(family) or DEFAULTS[family][device]
-    return _versions[family][name]
+    """The Version of `family` that runs on `device` ("emu" or "cuda") at its current precision."""
+    wanted = precisions.current(device)
+    pinned = _pins.get(family) or _environment_pins().get(family)
+    version = _versions[family][pinned or DEFAULTS[family][device]]
+    if version.computes_in(wanted):
+        return version
+    if pinned and version.computes_in("fp32") and not precisions.chosen():
+        return version  # an FP32 version pinned where only the device's default asked for tensor cores
+    able = [v for v in versions(family).values() if v.computes_in(wanted)]
+    if pinned or not able:
+        names = ", ".join(f"{family}={v.name}" for v in able) or "none"
+        raise UserError(f"{family}={version.name} computes in {'/'.join(version.precisions)}, not at precision "
+                        f"{wanted}; pin a version that does ({names}) or choose another --precision")
+    return able[-1]
 
 
 def selection(device):
