@@ -16,11 +16,10 @@ Results: bench/RESULTS.md.
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from threads import set_threads
-from timing import interleaved_times, op_profile, print_profile
+from timing import interleaved_times, profile_once
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -71,14 +70,7 @@ def main():
     if args.profile:
         x = microst.tensor((rng.random((1, 3, args.profile, args.profile)) * 255).astype(np.float32), device=device)
         with microst.no_grad():
-            model(x)
-            with op_profile() as totals:
-                start = time.perf_counter()
-                model(x)
-                total = time.perf_counter() - start
-        print(f"\nprofile of one forward pass at {args.profile}x{args.profile}: {total:.3f} s")
-        print_profile(totals, total)
-        print()
+            profile_once(lambda: model(x), f"one forward pass at {args.profile}x{args.profile}")
 
     columns = ["torch"] * (twin is not None) + ["onnxruntime"] * (onnx is not None)
     print(f"{'size':>6s} {'microst s':>10s}" + "".join(f" {name + ' s':>13s} {'microst/' + name:>19s}"

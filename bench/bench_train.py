@@ -17,11 +17,10 @@ Results: bench/RESULTS.md.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from threads import set_threads
-from timing import interleaved_times, op_profile, print_profile
+from timing import interleaved_times, profile_once
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -126,14 +125,7 @@ def main():
     if args.profile:
         size, batch = args.profile
         content = (rng.random((batch, 3, size, size)) * 255).astype(np.float32)
-        ours(content)
-        with op_profile() as totals:
-            start = time.perf_counter()
-            ours(content)
-            total = time.perf_counter() - start
-        print(f"\nprofile of one step at {size}x{size}, batch {batch}: {total:.3f} s")
-        print_profile(totals, total)
-        print()
+        profile_once(lambda: ours(content), f"one step at {size}x{size}, batch {batch}")
 
     print(f"{'size':>6s} {'batch':>5s} {'microst s':>10s}" + (f" {'torch s':>8s} {'microst/torch':>13s}" if theirs else ""))
     for size, batch in args.configs:

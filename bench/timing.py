@@ -4,6 +4,7 @@
     with op_profile() as totals:                                       # {"conv2d (16, 256, 256) w... backward": s}
         step()
     print_profile(totals, total_seconds)
+    profile_once(step, "one step")                                     # both: a warm-up, then one timed run
 """
 import contextlib
 import time
@@ -62,3 +63,15 @@ def print_profile(totals, total, top=40):
         print(f"  {'(the other ops)':64s} {rest:7.3f} s  {100 * rest / total:5.1f}%")
     outside = total - sum(totals.values())
     print(f"  {'(outside the ops: autograd, Python, optimizer)':64s} {outside:7.3f} s  {100 * outside / total:5.1f}%")
+
+
+def profile_once(fn, what):
+    """Run fn once to warm up, then once under op_profile, and print where the time went."""
+    fn()
+    with op_profile() as totals:
+        start = time.perf_counter()
+        fn()
+        total = time.perf_counter() - start
+    print(f"\nprofile of {what}: {total:.3f} s")
+    print_profile(totals, total)
+    print()

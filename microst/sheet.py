@@ -28,9 +28,9 @@ def _font(height):
 
 
 def compose_sheet(panels, labels, columns=COLUMNS):
-    """A Pillow image of the (3, H, W) arrays `panels` (all one size) in rows of `columns`, each with
-    its label underneath."""
-    h, w = panels[0].shape[1:]
+    """A Pillow image of the (3, H, W) arrays `panels` in rows of `columns`, each with its label
+    underneath, in cells the size of the largest panel."""
+    h, w = max(p.shape[1] for p in panels), max(p.shape[2] for p in panels)
     font = _font(max(12, h // 18))
     label_height = font.getbbox("Ag")[3] + GAP
     columns = min(columns, len(panels))

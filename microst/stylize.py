@@ -36,6 +36,9 @@ freezes them across tiles. A folder of frames is a folder of images, as any othe
 --model all --sheet SHEET renders every bundled style on one photo, labelled, into one image
 (--sheet with one --model: that style beside the photo); "all" is a name no style may take.
 
+A texture synthesizer (a texture network trained with --no-content) takes no photo:
+--texture-size WxH -o OUT synthesizes its texture at any size, --noise-seed choosing which.
+
 --tile N stylizes images too large for memory in tiles of N x N output pixels. Each tile is run
 with a margin of context around it (the network's receptive reach), neighbouring tiles overlap by
 --tile-overlap pixels and are cross-faded there, and instance normalization uses statistics
@@ -43,13 +46,16 @@ measured once on the whole image (downscaled to --tile-stats pixels on its longe
 larger), so that tiles agree: there are no seams, and for an image no larger than --tile-stats the
 result equals the untiled one up to float rounding.
 """
+import argparse
 import sys
+import time
 from pathlib import Path
 
 from . import cli
 from .errors import UserError, cli_main
 from .checkpoint import bundled_styles, load_model
-from .io import check_image_path, load_image
+from .autograd import no_grad
+from .io import check_image_path, load_image, save_image
 from .jobs import Job, Stylizer, jobs
 from .sheet import SIZE, write_sheet
 
@@ -58,7 +64,7 @@ ALL = "all"  # --model all: every bundled style (a reserved name)
 
 def build_parser():
     p = cli.ArgumentParser("python -m microst.stylize", __doc__)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders")
     p.add_argument("--model", required=True, metavar="NAME|PATH",
                    help="bundled style name or checkpoint path ('all': every bundled style, with --sheet)")
     out = p.add_mutually_exclusive_group()
@@ -69,6 +75,8 @@ def build_parser():
     cli.add_device(p)
     cli.add_precision(p)
     cli.add_progress(p)
+    p.add_argument("--texture-size", type=size_pair, metavar="WxH",
+                   help="texture synthesizers: synthesize a WxH texture (no INPUT) into -o OUT")
     p.add_argument("--noise-seed", type=int, default=0, metavar="S",
                    help="texture networks: the noise seed (different seeds, different stylizations; default 0)")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colours (luminance transfer)")
@@ -98,6 +106,11 @@ def main(argv=None):
         return sheet(args, device)
     if args.model == ALL:
         raise UserError("--model all: renders every bundled style on one photo; add --sheet SHEET.png")
+    if args.texture_size:
+        return texture(args, device)
+    if not args.inputs:
+        raise UserError("INPUT: missing; give image or video files or folders (or --texture-size WxH for a texture "
+                        "synthesizer)")
     model = _stylizing_model(args.model, device)
     style = model.checkpoint.style or Path(args.model).stem
     todo = jobs(args.inputs, args.output, args.out_dir, style)
@@ -130,6 +143,38 @@ def sheet(args, device):
     return 0
 
 
+def texture(args, device):
+    """--texture-size: a texture synthesizer's output at that size, into -o."""
+    if args.inputs:
+        raise UserError("--texture-size: synthesizes from noise alone; leave out the INPUT images")
+    if not args.output:
+        raise UserError("--texture-size: give the output image with -o OUT.png")
+    check_image_path(args.output)
+    model = load_model(args.model, device=device)
+    if not _synthesizer(model):
+        raise UserError(f"{args.model}: stylizes photos (it is not a texture synthesizer); give INPUT images "
+                        f"instead of --texture-size")
+    width, height = args.texture_size
+    start = time.perf_counter()
+    with no_grad():
+        y = model(None, seed=args.noise_seed, size=(height, width)).numpy()[0]
+    save_image(args.output, y)
+    print(f"{args.model} -> {args.output} ({width}x{height}, {time.perf_counter() - start:.2f} s)")
+    return 0
+
+
+def size_pair(text):
+    """'512x384' -> (512, 384): width and height in pixels."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        width, height = int(w), int(h)
+    except ValueError:
+        width = height = 0
+    if not sep or width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT in pixels (e.g. 512x512)")
+    return width, height
+
+
 def _synthesizer(model):
     return model.kind == "texture" and not model.config.get("content", True)
 
@@ -137,7 +182,8 @@ def _synthesizer(model):
 def _stylizing_model(name, device, model=None):
     model = model or load_model(name, device=device)
     if _synthesizer(model):
-        raise UserError(f"{name}: is a texture synthesizer (trained without content); it cannot stylize images")
+        raise UserError(f"{name}: is a texture synthesizer (trained without content); it cannot stylize images: "
+                        f"synthesize its texture with --texture-size WxH -o OUT.png")
     return model
 
 

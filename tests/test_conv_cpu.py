@@ -78,9 +78,9 @@ def test_winograd_is_as_accurate_as_im2col(padding):
 
 def test_default_choice():
     """Winograd for the wide stride-1 3x3 convs, gemm for other stride-1 convs, im2col for strided ones."""
-    w3, wide = (64, 64, 3, 3), (128, 32, 3, 3)
+    w3, narrow = (64, 64, 3, 3), (128, 32, 3, 3)
     assert conv_cpu._path(w3, (1, 1), (1, 1)) == "winograd"
-    assert conv_cpu._path(wide, (1, 1), (0, 0)) == "winograd"
+    assert conv_cpu._path(narrow, (1, 1), (0, 0)) == "gemm"
     assert conv_cpu._path((3, 32, 9, 9), (1, 1), (4, 4)) == "gemm"
     assert conv_cpu._path((16, 3, 3, 3), (1, 1), (1, 1)) == "gemm"
     assert conv_cpu._path(w3, (2, 2), (1, 1)) == "gemm"  # (its forward is the reference's im2col)
@@ -107,3 +107,18 @@ def test_workspace_holds_no_result(path):
     assert workspace.buffers(), "the fast path used no workspace"
     for a in results:
         assert not any(np.shares_memory(a, buffer) for buffer in workspace.buffers())
+
+
+@pytest.mark.parametrize("cout", [3, 16, 32])
+@pytest.mark.parametrize("height", [13, 24, 25])
+def test_wide_kernel_row_groups(cout, height, monkeypatch):
+    """The 9x9 conv from RGB stacks output rows into one GEMM (ops/conv_gemm.py): any number of rows, in
+    bands of any size, the same as the reference."""
+    rng = np.random.default_rng(height)
+    x, w, b = rng.standard_normal((2, 3, height, 11)), rng.standard_normal((cout, 3, 9, 9)), rng.standard_normal(cout)
+    with conv_cpu.use_path("reference"):
+        expected = conv_cpu.forward(x, w, b, (1, 1), (4, 4))
+    for band in (conv_cpu.BAND_ELEMENTS, 3000):
+        monkeypatch.setattr(conv_cpu, "BAND_ELEMENTS", band)
+        with conv_cpu.use_path("gemm"):
+            np.testing.assert_allclose(conv_cpu.forward(x, w, b, (1, 1), (4, 4)), expected, rtol=1e-11, atol=1e-11)

@@ -235,3 +235,30 @@ def test_model_all_needs_a_sheet_and_one_photo(styles, tmp_path, capsys):
             main(argv + ["--device", "cpu"])
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_a_texture_synthesizer_makes_textures_at_any_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mckpt, "STYLES_DIR", tmp_path / "styles")
+    microst.manual_seed(0)
+    mckpt.save_checkpoint(tmp_path / "styles" / "weave.h5", TextureNet(scales=3, channels=4, content=False),
+                          style="weave")
+    outs = {}
+    for seed in ("1", "2"):
+        out = tmp_path / f"t{seed}.png"
+        assert main(["--model", "weave", "--texture-size", "70x45", "-o", str(out), "--noise-seed", seed,
+                     "--device", "cpu"]) == 0
+        outs[seed] = mio.load_image(out)
+    assert outs["1"].shape == (3, 45, 70) and np.abs(outs["1"] - outs["2"]).mean() > 0.5
+    assert "weave -> " in capsys.readouterr().out
+    mio.save_image(tmp_path / "p.png", photo(16, 16))
+    for argv, message in [([str(tmp_path / "p.png"), "--model", "weave", "-o", str(tmp_path / "o.png")],
+                           "--texture-size WxH -o OUT.png"),
+                          (["--model", "weave", "--texture-size", "70x45"], "give the output image with -o"),
+                          (["--model", "weave", "--texture-size", "70by45", "-o", "t.png"], "is not WIDTHxHEIGHT"),
+                          ([str(tmp_path / "p.png"), "--model", "weave", "--texture-size", "8x8", "-o", "t.png"],
+                           "leave out the INPUT"),
+                          (["--model", "weave"], "INPUT: missing")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and message in err[0], (argv, err)

@@ -30,7 +30,7 @@ from . import conv_gemm, conv_winograd
 from .workspace import scratch
 
 PATHS = ("reference", "gemm", "winograd")
-WINOGRAD_CHANNELS = 32
+WINOGRAD_CHANNELS = 64
 _pinned = None
 
 

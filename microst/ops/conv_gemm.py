@@ -9,11 +9,13 @@ one contiguous window of every channel's flat row: a shifted view, which BLAS ta
 copies as one block per channel. Against the reference's im2col (strided 2-D copies, then a
 tensordot that copies again when batch > 1):
 
-    forward, Cin <= Cout      im2col of contiguous windows, one GEMM (K = Cin * kh * kw)
-    forward, Cin > Cout       (stride 1) one GEMM for every tap's output at once (M = kh * kw *
-                              Cout), then kh * kw shifted adds of Cout channels: cheaper than
-                              copying Cin channels kh * kw times when Cout is small (the 9x9 conv
-                              to RGB)
+    forward, Cin <= Cout      im2col of contiguous windows, one GEMM (K = Cin * kh * kw); a large
+                              kernel with few output channels stacks several output rows into the
+                              GEMM's rows (_forward_row_groups)
+    forward, Cin > Cout       (stride 1) one GEMM for every tap's output at every input position
+                              (M = kh * kw * Cout), then kh * kw shifted adds of Cout channels:
+                              cheaper than copying Cin channels kh * kw times when Cout is small
+                              (the 9x9 conv to RGB)
     backward_weight           per tap, dy (extended to width Wq with zeros) times the shifted input
                               view: no copy at all; with a side of under 8 channels, im2col of that
                               side instead (one wide GEMM rather than kh * kw thin ones)
@@ -27,6 +29,8 @@ import numpy as np
 from .workspace import scratch
 
 THIN = 8  # a side with fewer channels than this is expanded by im2col for the weight gradient
+GROUP_M = 128  # a wide-kernel conv with few output channels stacks output rows until its GEMM has about
+               # this many rows
 
 
 def row_bands(ho, elements_per_row, band):
@@ -108,25 +112,73 @@ def forward(x, w, b, stride, padding, band):
     ho, wq = xs.ho, xs.wq
     y = np.empty((n, cout, ho, xs.wo), x.dtype)
     if cin <= cout or stride != (1, 1):
+        group = _row_group(w.shape, stride)
+        done = 0 if group == 1 else _forward_row_groups(xs, w, b, y, group, band)
         w2 = w.reshape(cout, cin * kh * kw)
-        for rows in row_bands(ho, n * (cin * kh * kw + cout) * wq, band):
+        for rows in row_bands(ho - done, n * (cin * kh * kw + cout) * wq, band):
+            rows = (rows[0] + done, rows[1] + done)
             cols = xs.im2col(rows)
             _store(np.matmul(w2, cols, out=scratch("gemm", (n, cout, cols.shape[2]), x.dtype)), y, rows, wq, b)
         return y
+    # every tap's output at every input position, a band of input rows at a time, each tap's share
+    # added into the outputs it belongs to: output q takes tap (i, j) from input position q + i * Wq + j
     taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw * cout, cin)  # rows (i, j, o)
-    reach = (kh - 1) * wq + kw - 1  # how far past its own position the last tap reads
-    for r0, r1 in row_bands(ho, n * (kh * kw + 1) * cout * wq, band):
-        length = (r1 - r0) * wq
-        z = np.matmul(taps, xs.window(0, 0, r0, length + reach),
-                      out=scratch("gemm", (n, kh * kw * cout, length + reach), x.dtype))
-        z = z.reshape(n, kh, kw, cout, length + reach)
-        acc = scratch("sum", (n, cout, length), x.dtype)
-        acc[...] = z[:, 0, 0, :, :length]
-        for t in range(1, kh * kw):
-            i, j = divmod(t, kw)
-            acc += z[:, i, j, :, i * wq + j:i * wq + j + length]
-        _store(acc, y, (r0, r1), wq, b)
+    length = ho * wq
+    acc = scratch("sum", (n, cout, length), x.dtype)
+    acc.fill(0)
+    for p0, p1 in row_bands(xs.hq, n * kh * kw * cout * wq, band):
+        z = np.matmul(taps, xs.window(0, 0, p0, (p1 - p0) * wq),
+                      out=scratch("gemm", (n, kh * kw * cout, (p1 - p0) * wq), x.dtype))
+        z = z.reshape(n, kh, kw, cout, -1)
+        for i in range(kh):
+            for j in range(kw):
+                first = p0 * wq - (i * wq + j)  # the output the band's first position feeds through this tap
+                q0, q1 = max(first, 0), min(first + z.shape[4], length)
+                if q0 < q1:
+                    acc[:, :, q0:q1] += z[:, i, j, :, q0 - first:q1 - first]
+    _store(acc, y, (0, ho), wq, b)
     return y
+
+
+def _row_group(w_shape, stride):
+    """How many output rows a stride-1 conv with a large kernel and few output channels (the 9x9 conv
+    from RGB) computes per GEMM row block; 1: one, the plain im2col."""
+    cout, _, kh, _ = w_shape
+    return 1 if stride != (1, 1) or kh < 5 else max(1, min(kh // 2, GROUP_M // cout))
+
+
+def _forward_row_groups(xs, w, b, y, group, band):
+    """The rows [0, R * (Ho // R)) of y, R = group rows at a time: a GEMM with R * Cout rows (weights
+    (R, Cout, Cin, R + kh - 1, kw), kernel row i of output row r at input row r + i, zeros elsewhere)
+    on columns that hold the R + kh - 1 input rows the group reads. A thin GEMM (Cout = 16 rows) runs
+    at a third of BLAS's speed; this one does (R + kh - 1) / kh more multiply-adds at full speed, and
+    copies R * kh / (R + kh - 1) times fewer columns. Returns the rows done."""
+    cout, cin, kh, kw = w.shape
+    n, groups, wq, span = y.shape[0], y.shape[2] // group, xs.wq, group + kh - 1
+    stacked = np.zeros((group, cout, cin, span, kw), w.dtype)
+    for r in range(group):
+        stacked[r, :, :, r:r + kh] = w
+    stacked = stacked.reshape(group * cout, cin * span * kw)
+    flat = xs.flat[0, 0]
+    step_n, step_c, item = flat.strides[0], flat.strides[1], flat.itemsize
+    for g0, g1 in row_bands(groups, n * (cin * span * kw + group * cout) * wq, band):
+        cols = scratch("cols", (n, cin, span, kw, g1 - g0, wq), flat.dtype)
+        for i in range(span):
+            for j in range(kw):
+                # input row group * g + i, shifted by j, for every group g of the band: rows group * Wq apart
+                # (within the phase: the last group's last tap ends kw - 1 elements into its extra row)
+                start = (group * g0 + i) * wq + j
+                cols[:, :, i, j] = np.lib.stride_tricks.as_strided(
+                    flat[:, :, start:], (n, cin, g1 - g0, wq), (step_n, step_c, group * wq * item, item), writeable=False)
+        z = np.matmul(stacked, cols.reshape(n, cin * span * kw, (g1 - g0) * wq),
+                      out=scratch("gemm", (n, group * cout, (g1 - g0) * wq), flat.dtype))
+        z = z.reshape(n, group, cout, g1 - g0, wq)[..., :y.shape[3]].transpose(0, 2, 3, 1, 4)
+        dst = y[:, :, group * g0:group * g1].reshape(n, cout, g1 - g0, group, y.shape[3])
+        if b is None:
+            dst[...] = z
+        else:
+            np.add(z, b.reshape(-1, 1, 1, 1), out=dst)
+    return groups * group
 
 
 def backward_weight(dy, x, w_shape, stride, padding, band):

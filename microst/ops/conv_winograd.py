@@ -49,7 +49,7 @@ def _split_phases(x, padding, tiles):
     """The zero-padded input in its four phases (row parity, column parity): (2, 2, C, N, th + 1, tw + 1),
     channels first. Tap k of tile row t is row 2t + k, that is row t + k // 2 of phase k % 2 (and the
     same for columns): every tap of every tile is then a unit-stride slice of a phase."""
-    (ph, pw), (n, c, h, w), (th, tw) = padding, x.shape, tiles
+    (ph, pw), (n, c), (th, tw) = padding, x.shape[:2], tiles
     out = scratch("winograd_input", (2, 2, c, n, th + 1, tw + 1), x.dtype)
     out.fill(0)
     for rp in (0, 1):
