@@ -25,6 +25,6 @@ unzip -p "$wheel" '*.dist-info/entry_points.txt' | grep -q "microst-stylize = mi
 unzip -p "$wheel" '*.dist-info/entry_points.txt' | grep -q "microst-train = microst.train:main"
 unzip -p "$wheel" '*.dist-info/entry_points.txt' | grep -q "microst-optimize = microst.optimize:main"
 meta=$(unzip -p "$wheel" '*.dist-info/METADATA')
-for extra in cuda12 cuda13 onnx test; do grep -q "Provides-Extra: $extra" <<< "$meta"; done
+for extra in cuda12 cuda13 onnx video ray test; do grep -q "Provides-Extra: $extra" <<< "$meta"; done
 grep -q 'cupy-cuda13x\[ctk\]' <<< "$meta" && grep -q 'cupy-cuda12x\[ctk\]' <<< "$meta"
 echo "wheel check: ok ($(basename "$wheel"), $(du -h "$wheel" | cut -f1))"

@@ -48,6 +48,8 @@ LEVELS = {"low contrast, darker": (0.5, -40.0), "original": (1.0, 0.0), "high co
 
 def train(args, extra):
     for name, options in RUNS.items():
+        if args.only and name not in args.only:
+            continue
         out = args.runs / name
         model = out / f"{Path(args.style).stem}.h5"
         if model.exists():
@@ -92,7 +94,10 @@ def report(args):
     models = {name: load_model(args.runs / name / f"{args.style_name}.h5") for name in RUNS
               if (args.runs / name / f"{args.style_name}.h5").exists()}
     photos = [load_image(p, args.size) for p in args.photos]
-    results = {"losses": {name: final_losses(args.runs / name) for name in models}}
+    # Runs reported earlier (their folders may be gone) keep their numbers; these runs replace theirs.
+    saved = args.out / "results.json"
+    results = json.loads(saved.read_text()) if saved.exists() else {}
+    results.setdefault("losses", {}).update({name: final_losses(args.runs / name) for name in models})
 
     for generator in ("johnson", "texture"):
         names = [n for n in (f"{generator}_instance", f"{generator}_batch", f"{generator}_none") if n in models]
@@ -142,6 +147,8 @@ def main():
     t.add_argument("--image-size", type=int, default=96)
     t.add_argument("--width", type=float, default=0.5, help="johnson's width multiplier")
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--only", type=lambda s: s.split(","), default=None, metavar="RUN,RUN",
+                   help=f"train these runs only (of {', '.join(RUNS)})")
     r = sub.add_parser("report", help="pictures and numbers from finished runs")
     r.add_argument("--runs", type=Path, default=Path("runs/exp"))
     r.add_argument("--style-name", default="great_wave", help="the stem of the style image the runs used")

@@ -23,6 +23,7 @@ leaves a half-written checkpoint. load_model(path_or_name) rebuilds the network 
 alone; a bundled style loads by its name (weights/styles/NAME.h5).
 """
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -52,7 +53,8 @@ def save_checkpoint(path, model, style=None, iteration=0, training=None, optimiz
     import h5py
     path = Path(path)
     with atomic_write(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        encoded = io.BytesIO()  # HDF5 built in memory: it reports a short write as a RuntimeError
+        with h5py.File(encoded, "w", track_order=True) as f:
             attrs = {"format": CHECKPOINT_FORMAT, "config": json.dumps(model.config), "style": style or "",
                      "iteration": int(iteration), "training": json.dumps(training or {}),
                      "microst_version": __version__}
@@ -70,6 +72,7 @@ def save_checkpoint(path, model, style=None, iteration=0, training=None, optimiz
                 _dataset(f, "history", np.asarray(history, np.float64).reshape(-1, len(history_columns)))
                 f["history"].attrs["columns"] = json.dumps(list(history_columns))
             f.attrs["sha256"] = digest(f)
+        tmp.write_bytes(encoded.getbuffer())
     return path
 
 

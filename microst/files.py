@@ -7,7 +7,9 @@ Every file microst writes (images, checkpoints, weights, history, plots) goes th
 so that a crash, a kill or a full disk never leaves a truncated file under the real name: readers
 see the old file or the whole new one. The temporary name is short and unique per process and
 call (parallel writers never share one, and a long final name does not grow longer). A write that
-fails (a full disk, a read-only folder) is a UserError naming the file, never a success.
+fails (a full disk, a read-only folder) is a UserError naming the file, never a success. Writers
+whose libraries may not report a short write (Pillow's BMP and TIFF encoders; HDF5, which reports
+it as a RuntimeError) encode into memory inside the block and write the bytes to tmp themselves.
 
     lock = FolderLock(folder)           # one training run per folder (fcntl.flock), else a UserError
     check_writable(folder, need=bytes, names=[...])   # before the work: writable, room, names fit

@@ -7,6 +7,7 @@ transparent pixels are composited onto white.
 Images are written atomically (microst.files.atomic_write: a temporary file in the same folder,
 flushed to disk and renamed over PATH), so a crash never leaves a half-written one.
 """
+import io
 import os
 from pathlib import Path
 
@@ -102,7 +103,9 @@ def save_pillow(path, im, quality=95):
     fmt = Image.registered_extensions()[Path(path).suffix.lower()]
     extra = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     with atomic_write(path) as tmp:
-        im.save(tmp, format=fmt, **extra)
+        encoded = io.BytesIO()  # not im.save(tmp): some encoders ignore a short write (see microst.files)
+        im.save(encoded, format=fmt, **extra)
+        tmp.write_bytes(encoded.getbuffer())
 
 
 def find_images(folder):

@@ -114,6 +114,24 @@ class Summary:
         return ", ".join(parts)
 
 
+def checked_outputs(todo, summary, warn):
+    """The jobs whose output names fit their filesystem (the others skipped into `summary`, with
+    warn), after checking each output folder once (writable, room for an image). Stylizer.run calls
+    it; so does microst.scale before it hands the jobs to Ray workers."""
+    kept, folders = [], {}
+    for job in todo:
+        folder = Path(job.output).parent
+        if folder not in folders:
+            check_writable(folder, need=1 << 20, what="the output folder")  # about one image
+            folders[folder] = name_limit(folder)
+        if len(Path(job.output).name) > folders[folder]:
+            summary.skip(job, f"{job.output}: the output name is longer than the filesystem allows "
+                              f"({folders[folder]} characters)", warn)
+        else:
+            kept.append(job)
+    return kept
+
+
 class Stylizer:
     """Stylize image files with one generator. size: resize each input so that its longest side is
     `size` (None: as it is); the other options are microst.transfer.stylize's. report(result) is
@@ -152,7 +170,10 @@ class Stylizer:
         output name is too long, is skipped with a warning and the rest go on (one job alone: its
         error is raised); skip_existing leaves out the jobs whose output exists."""
         summary = Summary()
-        todo = self._checked(todo, summary)
+        alone = len(todo) == 1
+        todo = checked_outputs(todo, summary, lambda message: None if alone else self.warn(message))
+        if alone and summary.skipped:
+            raise UserError(summary.skipped[0][1])
         bar = tqdm(todo, desc="images", unit="image", disable=not self.progress or len(todo) < 2, file=sys.stderr)
         for job in bar:
             if skip_existing and Path(job.output).exists():
@@ -168,22 +189,6 @@ class Stylizer:
             self.report(result)
             summary.done.append(result)
         return summary
-
-    def _checked(self, todo, summary):
-        """The jobs whose output names fit their filesystem (the others skipped), after checking each
-        output folder once."""
-        kept, folders = [], {}
-        for job in todo:
-            folder = Path(job.output).parent
-            if folder not in folders:
-                check_writable(folder, need=1 << 20, what="the output folder")  # about one image
-                folders[folder] = name_limit(folder)
-            if len(Path(job.output).name) > folders[folder]:
-                summary.skip(job, f"{job.output}: the output name is longer than the filesystem allows "
-                                  f"({folders[folder]} characters)", self.warn)
-            else:
-                kept.append(job)
-        return kept
 
     def run_job(self, job):
         """Load, stylize and save one image (or video); returns its Result."""
@@ -230,8 +235,9 @@ class Stylizer:
             return None
         for tile in self.TILES:
             if tile < max(h, w) and self.tiled_bytes(h, w, tile) <= self.USABLE * free:
-                self.warn(f"{job.input}: {w}x{h} needs about {need / 1e9:.1f} GB at once and {free / 1e9:.1f} GB "
-                          f"are free: stylizing it in {tile}x{tile} tiles (as --tile {tile} would)")
+                self.warn(f"{job.input}: {w}x{h} needs about {need / 1e9:.1f} GB at once, more than the "
+                          f"{self.USABLE * free / 1e9:.1f} GB usable ({self.USABLE:.0%} of the {free / 1e9:.1f} GB "
+                          f"free): stylizing it in {tile}x{tile} tiles (as --tile {tile} would)")
                 return tile
         raise UserError(f"{job.input}: {w}x{h} needs about {need / 1e9:.1f} GB, and even in {self.TILES[-1]}x"
                         f"{self.TILES[-1]} tiles more than the {free / 1e9:.1f} GB free; use --size to stylize it "

@@ -4,6 +4,7 @@
     python -m microst.stylize photos/ more.png --model runs/x/x.h5 --out-dir stylized/ --size 1024
     python -m microst.stylize clip.mp4 --model great_wave -o clip_wave.mp4 --stable   # microst[video]
     python -m microst.stylize photo.jpg --model all --sheet sheet.png                 # every style
+    python -m microst.stylize photos/ --model great_wave --out-dir out/ --ray         # microst[ray]
 
 INPUT: image files and folders (every image under a folder). --model: a bundled style's name
 (weights/styles/NAME.h5) or a checkpoint path. With one input, -o names the output file (its
@@ -36,6 +37,11 @@ freezes them across tiles. A folder of frames is a folder of images, as any othe
 --model all --sheet SHEET renders every bundled style on one photo, labelled, into one image
 (--sheet with one --model: that style beside the photo); "all" is a name no style may take.
 
+--ray stylizes the images of folders on Ray workers (the extra microst[ray]; microst.scale): a local
+Ray, or the cluster at --ray-address. Each worker loads the model once (one GPU each on cuda, one
+CPU otherwise; --workers, --images-per-batch); outputs, skipped images, --skip-existing and the
+summary are those of the folders above, the summary with images/s. Without --ray, ray is not imported.
+
 A texture synthesizer (a texture network trained with --no-content) takes no photo:
 --texture-size WxH -o OUT synthesizes its texture at any size, --noise-seed choosing which.
 
@@ -47,6 +53,7 @@ larger), so that tiles agree: there are no seams, and for an image no larger tha
 result equals the untiled one up to float rounding.
 """
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -94,12 +101,28 @@ def build_parser():
     p.add_argument("--cuda-graph", action="store_true",
                    help="cuda: replay each image size's forward pass as one CUDA graph (opt-in until measured; "
                         "TransformerNet models, no --tile)")
+    ray = p.add_argument_group("on a Ray cluster (extra microst[ray]; INPUTs are folders, outputs go to --out-dir)")
+    ray.add_argument("--ray", action="store_true", help="stylize on Ray workers: a local Ray, or --ray-address's")
+    ray.add_argument("--ray-address", metavar="ADDRESS",
+                     help="the cluster's head, HEAD:6379 ('auto': the cluster this machine joined with `ray start`; "
+                          "default: a new local Ray)")
+    ray.add_argument("--workers", type=cli.positive_int, metavar="N",
+                     help="the number of workers, each loading the model once (default: one per GPU with --device "
+                          "cuda, else one per CPU of the cluster)")
+    ray.add_argument("--images-per-batch", type=cli.positive_int, metavar="N",
+                     help="images a worker takes at a time (default: about 4 batches per worker, 16 at most)")
     return p
 
 
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.ray:
+        return on_ray(args)
+    for option, given in (("--ray-address", args.ray_address), ("--workers", args.workers),
+                          ("--images-per-batch", args.images_per_batch)):
+        if given is not None:
+            raise UserError(f"{option}: sets up --ray's workers; add --ray (or leave out {option})")
     device = cli.resolve_device(args.device)
     cli.apply_precision(args.precision, device)
     if args.sheet:
@@ -188,9 +211,38 @@ def _stylizing_model(name, device, model=None):
 
 
 def _stylizer(model, device, args):
-    return Stylizer(model, device, size=args.size, seed=args.noise_seed, tile=args.tile, overlap=args.tile_overlap,
-                    stats_size=args.tile_stats, preserve_color=args.preserve_color, strength=args.strength,
-                    stable=args.stable, cuda_graph=args.cuda_graph, progress=not args.no_progress)
+    return Stylizer(model, device, progress=not args.no_progress, **_stylizer_options(args))
+
+
+def _stylizer_options(args):
+    """How each image is stylized: Stylizer's options (here and on Ray workers)."""
+    return dict(size=args.size, seed=args.noise_seed, tile=args.tile, overlap=args.tile_overlap,
+                stats_size=args.tile_stats, preserve_color=args.preserve_color, strength=args.strength,
+                stable=args.stable, cuda_graph=args.cuda_graph)
+
+
+def on_ray(args):
+    """--ray: the images of the INPUT folders stylized by a pool of Ray workers (microst.scale, which
+    imports ray: nothing else here does)."""
+    for option, given in (("-o", args.output), ("--sheet", args.sheet), ("--texture-size", args.texture_size)):
+        if given:
+            raise UserError(f"--ray: stylizes folders into --out-dir DIR; leave out {option}")
+    from . import scale
+    scale.require_ray()
+    if not args.inputs:
+        raise UserError("INPUT: missing; give the folders of images to stylize")
+    scale.check_folders(args.inputs)
+    device = args.device or os.environ.get("MICROST_DEVICE")  # the workers': resolved there, where they run
+    if device is not None:
+        cli.apply_precision(args.precision, device)
+    model = _stylizing_model(args.model, "cpu")  # a bad model is found here, before any worker starts
+    todo = jobs(args.inputs, None, args.out_dir, model.checkpoint.style or Path(args.model).stem)
+    summary = scale.stylize_on_ray(todo, model.checkpoint.path, _stylizer_options(args), device=device,
+                                   precision=args.precision, address=args.ray_address, workers=args.workers,
+                                   images_per_batch=args.images_per_batch, skip_existing=args.skip_existing,
+                                   progress=not args.no_progress)
+    print(summary, file=sys.stderr)
+    return 2 if summary.skipped else 0
 
 
 if __name__ == "__main__":

@@ -177,13 +177,20 @@ class Trainer:
             self.history.append([iteration] + row.tolist())
         if self.flag is not None and int(devices.to_numpy(self.flag)[0]):  # a total seen only on the device
             self._stop(pending[-1][0], "total", float("nan"))
+        # a finite loss can still be followed by an update that is not (a NaN or huge --lr): nothing that
+        # read() precedes (checkpoint, preview, model) may be written from such weights
+        params = [p.data for p in self.model.parameters()]
+        if not devices.to_numpy(xp.stack([xp.isfinite(p).all() for p in params]).all(keepdims=True))[0]:
+            self._stop(pending[-1][0], "weights", None)
         return dict(zip(names, values[-1].tolist()))
 
     def _stop(self, iteration, name, value):
         kept = (f"the last checkpoint ({self.out / 'checkpoint.h5'}, iteration {self.saved_at}) holds the weights "
                 f"from before it") if self.saved_at else "no checkpoint was written"
-        raise UserError(f"iteration {iteration}: the {name} loss is {value} (not finite); training stopped and "
-                        f"{kept}; lower --lr or check the style image and the data")
+        what = "the update made the weights non-finite" if name == "weights" else \
+            f"the {name} loss is {value} (not finite)"
+        raise UserError(f"iteration {iteration}: {what}; training stopped and {kept}; lower --lr or check the style "
+                        f"image and the data")
 
     def close(self):
         if self.batches is not None:

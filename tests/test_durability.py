@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import h5py
@@ -94,6 +95,39 @@ def test_stylize_to_a_full_or_read_only_disk_fails_with_one_line_and_no_output(t
     assert r.returncode == 2 and errors(r) == [f"error: {tmp_path / 'out.jpg'}: cannot write it ({text}); {advice}"], \
         r.stderr
     assert "->" not in r.stdout and list(tmp_path.iterdir()) == []  # no success line, no truncated file
+
+
+def _file_size_limit(limit):
+    """preexec_fn: the disk 'fills' at `limit` bytes per file (RLIMIT_FSIZE: a write past it fails with
+    EFBIG), a real short write in every library, not a patched one."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".bmp", ".png"])
+def test_an_image_that_does_not_fit_is_an_error_in_every_format(tmp_path, suffix):
+    # Pillow's TIFF and BMP encoders do not all report a short write: images are encoded in memory
+    out = tmp_path / f"out{suffix}"
+    r = run([sys.executable, "-m", "microst.stylize", str(ROOT / "samples" / "neuschwanstein.jpg"), "--model",
+             "great_wave", "--size", "160", "--device", "cpu", "-o", str(out)], preexec_fn=_file_size_limit(20000))
+    assert r.returncode == 2 and errors(r) == [f"error: {out}: cannot write it (File too large); choose another "
+                                               f"folder"], r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_that_does_not_fit_is_an_error_and_no_file(tmp_path):
+    # HDF5 reports a failed flush as a RuntimeError: checkpoints are built in memory, then written
+    code = ("import sys; from microst import checkpoint; from microst.errors import UserError; "
+            "from microst.models.johnson import TransformerNet\n"
+            "try: checkpoint.save_checkpoint(sys.argv[1], TransformerNet(width=0.5))\n"
+            "except UserError as e: print(e); sys.exit(2)")
+    r = run([sys.executable, "-c", code, str(tmp_path / "c.h5")], preexec_fn=_file_size_limit(200000))
+    assert r.returncode == 2 and "c.h5: cannot write it (File too large)" in r.stdout, r.stdout + r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_kill_in_the_middle_of_a_save_keeps_the_old_file(tmp_path):
@@ -250,6 +284,15 @@ def test_resume_after_the_inputs_changed_is_refused_unless_allowed(tmp_path, cha
     assert len(train(opts, ckpt, vgg=tiny_vgg(), log=quiet)["history"]) == 2
 
 
+def test_one_photo_whose_output_name_does_not_fit_is_one_error_line(tmp_path):
+    photo = tmp_path / ("n" * 246 + ".jpg")
+    Image.fromarray(np.full((16, 20, 3), 128, np.uint8)).save(photo)
+    r = run([sys.executable, "-m", "microst.stylize", str(photo), "--model", "great_wave", "--device", "cpu",
+             "--out-dir", str(tmp_path / "out")])
+    assert r.returncode == 2 and len(errors(r)) == 1 and "longer than the filesystem allows" in errors(r)[0], r.stderr
+    assert "skipped" not in r.stderr
+
+
 # -- folders keep going ----------------------------------------------------------------------------
 def test_a_folder_with_broken_images_goes_on_and_sums_up(tmp_path):
     photos = tmp_path / "photos"
@@ -260,9 +303,12 @@ def test_a_folder_with_broken_images_goes_on_and_sums_up(tmp_path):
     data = (photos / "10.jpg").read_bytes()
     (photos / "10.jpg").write_bytes(data[:len(data) // 3])  # truncated
     Image.new("L", (1, 1)).save(photos / "bomb.png")
-    with open(photos / "bomb.png", "r+b") as f:  # a header that claims 100000 x 100000 pixels
-        f.seek(16)
-        f.write((100000).to_bytes(4, "big") * 2)
+    with open(photos / "bomb.png", "r+b") as f:  # a header that claims 100000 x 100000 pixels, its CRC right
+        header = bytearray(f.read(33))
+        header[16:24] = (100000).to_bytes(4, "big") * 2
+        header[29:33] = zlib.crc32(bytes(header[12:29])).to_bytes(4, "big")
+        f.seek(0)
+        f.write(header)
     Image.fromarray((r.random((16, 20, 3)) * 255).astype(np.uint8)).save(photos / ("n" * 242 + ".jpg"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "microst.stylize", str(photos), "--model", "great_wave", "--device", "cpu",
@@ -272,6 +318,7 @@ def test_a_folder_with_broken_images_goes_on_and_sums_up(tmp_path):
     done = sorted(p.name for p in out.iterdir())
     assert len(done) == 19 and "10_great_wave.jpg" not in done  # 20 good ones but 10, and the long-named one
     summary = r.stderr.strip().splitlines()[-1]
+    assert "bomb.png: too many pixels to open safely" in summary, r.stderr
     assert summary.startswith("19 done, 3 skipped: ") and "10.jpg" in summary and "bomb.png" in summary and \
         "longer than the filesystem allows" in summary, r.stderr
     (out / "00_great_wave.jpg").write_bytes(b"kept")

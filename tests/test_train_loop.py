@@ -53,19 +53,34 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
         np.testing.assert_allclose(kept.state[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def train_with_lr_nan(out, *extra):
+    """python -m microst.train with --lr nan on tiny settings into `out`: the CompletedProcess."""
+    style, data = make_images(out.parent)
+    return subprocess.run([sys.executable, "-m", "microst.train", "--style", str(style), "--data", str(data), "--out",
+                           str(out), "--device", "cpu", "--lr", "nan", "--image-size", "32", "--batch-size", "1",
+                           "--width", "0.125", "--no-progress", "--preview-images", "1", *extra],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
 def test_lr_nan_is_one_line_and_exit_2_and_history_stays_json(tmp_path):
-    style, data = make_images(tmp_path)
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "microst.train", "--style", str(style), "--data", str(data), "--out",
-                        str(out), "--device", "cpu", "--lr", "nan", "--iterations", "4", "--image-size", "32",
-                        "--batch-size", "1", "--width", "0.125", "--preview-every", "1", "--no-progress",
-                        "--preview-images", "1"], capture_output=True, text=True, cwd=ROOT)
+    r = train_with_lr_nan(out, "--iterations", "4", "--preview-every", "1")
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "loss is nan (not finite); training stopped" in errors[0], r.stderr
+    # the first loss is finite (it comes before the first update); the update is not
+    assert len(errors) == 1 and "iteration 1: the update made the weights non-finite; training stopped" in errors[0]
+    assert not list(out.glob("preview_*.png")), "a preview of non-finite weights was written"
     if (out / "history.json").exists():
         history = json.loads((out / "history.json").read_text(), parse_constant=lambda c: pytest.fail(c))
         assert all(np.isfinite(history["total"]))
+
+
+def test_no_checkpoint_holds_non_finite_weights(tmp_path):
+    """A checkpoint every iteration: the run stops before it writes one from NaN weights."""
+    out = tmp_path / "run"
+    r = train_with_lr_nan(out, "--iterations", "3", "--checkpoint-every", "1")
+    assert r.returncode == 2 and "no checkpoint was written" in r.stderr, r.stderr
+    assert not (out / "checkpoint.h5").exists()
 
 
 def test_the_loss_is_read_every_n_steps(tmp_path, monkeypatch):
@@ -92,3 +107,4 @@ def test_batches_are_planned_on_the_main_thread_and_decoded_beside_it(tmp_path, 
     train(opts, vgg=tiny_vgg(), log=quiet)
     assert threads["plan"] == {"MainThread"}
     assert len(threads["load"]) == 1 and next(iter(threads["load"])).startswith("microst-data")
+
