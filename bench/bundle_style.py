@@ -64,7 +64,7 @@ def main():
             shutil.copyfile(half, target)
         else:
             save_checkpoint(target, model, style=name, iteration=model.checkpoint.iteration, training=training)
-    image = STYLES / f"{training['style'].rsplit('/', 1)[-1]}"
+    image = STYLES / args.style_image.name
     if not image.exists():
         shutil.copyfile(args.style_image, image)
     print(f"{name}: float16 moves outputs by at most {moved:.0f} level(s): stored as "

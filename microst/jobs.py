@@ -171,7 +171,7 @@ class Stylizer:
         error is raised); skip_existing leaves out the jobs whose output exists."""
         summary = Summary()
         alone = len(todo) == 1
-        todo = checked_outputs(todo, summary, lambda message: None if alone else self.warn(message))
+        todo = checked_outputs(todo, summary, (lambda _: None) if alone else self.warn)
         if alone and summary.skipped:
             raise UserError(summary.skipped[0][1])
         bar = tqdm(todo, desc="images", unit="image", disable=not self.progress or len(todo) < 2, file=sys.stderr)

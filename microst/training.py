@@ -147,7 +147,7 @@ class Trainer:
         total = terms["total"].data
         if self.flag is None:
             if not np.isfinite(total):
-                self._stop(self.done + 1, "total", float(total))
+                self._stop(self.done + 1, _not_finite("total", float(total)))
         else:
             fused.check_finite(self.device, total, self.flag)
         self.optimizer.zero_grad()
@@ -173,22 +173,20 @@ class Trainer:
         for (iteration, _), row in zip(pending, values):
             bad = [(name, v) for name, v in zip(names, row) if not np.isfinite(v)]
             if bad:
-                self._stop(iteration, *bad[0])
+                self._stop(iteration, _not_finite(*bad[0]))
             self.history.append([iteration] + row.tolist())
         if self.flag is not None and int(devices.to_numpy(self.flag)[0]):  # a total seen only on the device
-            self._stop(pending[-1][0], "total", float("nan"))
+            self._stop(pending[-1][0], _not_finite("total", float("nan")))
         # a finite loss can still be followed by an update that is not (a NaN or huge --lr): nothing that
         # read() precedes (checkpoint, preview, model) may be written from such weights
         params = [p.data for p in self.model.parameters()]
         if not devices.to_numpy(xp.stack([xp.isfinite(p).all() for p in params]).all(keepdims=True))[0]:
-            self._stop(pending[-1][0], "weights", None)
+            self._stop(pending[-1][0], "the update made the weights non-finite")
         return dict(zip(names, values[-1].tolist()))
 
-    def _stop(self, iteration, name, value):
+    def _stop(self, iteration, what):
         kept = (f"the last checkpoint ({self.out / 'checkpoint.h5'}, iteration {self.saved_at}) holds the weights "
                 f"from before it") if self.saved_at else "no checkpoint was written"
-        what = "the update made the weights non-finite" if name == "weights" else \
-            f"the {name} loss is {value} (not finite)"
         raise UserError(f"iteration {iteration}: {what}; training stopped and {kept}; lower --lr or check the style "
                         f"image and the data")
 
@@ -275,6 +273,10 @@ class Trainer:
             self.log(f"{len(skipped)} unreadable files were skipped, e.g. {skipped[0]}")
         return {"history": self.history, "model": self.model, "checkpoint": ckpt_path, "model_path": model_path,
                 "interrupted": interrupted, "skipped": skipped}
+
+
+def _not_finite(name, value):
+    return f"the {name} loss is {value} (not finite)"
 
 
 # -- the loop ------------------------------------------------------------------------------------------
