@@ -7,7 +7,7 @@ convolutions) in the same process when torch is importable.
 
 The cases are the families' own (microst.ops.<family>.cases()): a case's fn(F, *xs) is written
 against microst.functional, whose names are torch.nn.functional's, so torch runs it unchanged
-(gram, tv_loss and cat get their torch twins here). `python -m microst.lab FAMILY --device cuda`
+(gram, tv_loss, cat and the fused ops get their torch twins here). `python -m microst.lab FAMILY --device cuda`
 prints the same validation and times without torch.
 """
 import argparse
@@ -42,9 +42,12 @@ def torch_namespace(torch):
     def batch_norm_relu(*args, **kwargs):
         return TF.relu(TF.batch_norm(*args, **kwargs))
 
+    def upsample_conv2d(x, weight, bias=None):
+        return TF.conv2d(TF.interpolate(x, scale_factor=2), weight, bias, padding=1)
+
     return types.SimpleNamespace(**{k: getattr(TF, k) for k in dir(TF) if not k.startswith("_")},
                                  gram=gram, tv_loss=tv_loss, cat=torch.cat, instance_norm_relu=instance_norm_relu,
-                                 batch_norm_relu=batch_norm_relu)
+                                 batch_norm_relu=batch_norm_relu, upsample_conv2d=upsample_conv2d)
 
 
 def torch_forward_backward(torch, F, case, arrays, gy):

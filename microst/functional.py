@@ -16,6 +16,11 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                  output_padding=output_padding)
 
 
+def upsample_conv2d(input, weight, bias=None):
+    """conv2d(interpolate(input, 2), weight, bias, padding=1) for a 3x3 weight (Cout, Cin, 3, 3), one op."""
+    return apply(conv.UpsampleConv2d, input, weight, bias)
+
+
 def pad(input, pad, mode="constant", value=0.0):
     """Pad H and W by pad = (left, right, top, bottom); mode "reflect", "replicate" or "constant"."""
     return apply(pad_op.Pad, input, pad=tuple(pad), mode=mode, value=value)

@@ -1,7 +1,8 @@
 """The cpu conv's fast paths (microst/ops/conv_cpu.py: gemm, winograd) against its plain im2col path
 (reference), on every conv case (microst.ops.conv.cases()): output and every input gradient, in
 float64 and float32, in bands of any size; their float64 gradient checks; Winograd against
-float64; and the workspace the fast paths reuse never holding a result or what backward keeps."""
+float64; the sub-pixel forms (strided backward-data, upsample_conv2d) on more shapes; and the
+workspace the fast paths reuse never holding a result or what backward keeps."""
 import numpy as np
 import pytest
 
@@ -10,6 +11,7 @@ import microst.functional as F
 from microst.gradcheck import check_backward
 from microst.ops import conv as conv_ops
 from microst.ops import conv_cpu, workspace
+from microst.ops.base import Case
 
 CASES = conv_ops.cases()
 FAST = ("gemm", "winograd")
@@ -122,3 +124,43 @@ def test_wide_kernel_row_groups(cout, height, monkeypatch):
         monkeypatch.setattr(conv_cpu, "BAND_ELEMENTS", band)
         with conv_cpu.use_path("gemm"):
             np.testing.assert_allclose(conv_cpu.forward(x, w, b, (1, 1), (4, 4)), expected, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (3, 2, 0), (4, 2, 1), (5, 3, 2), (2, 3, 0), (1, 2, 0),
+                                                     (3, (2, 1), (1, 0)), (5, 2, 4)])
+@pytest.mark.parametrize("size", [(1, 1), (7, 8), (10, 5)])
+def test_strided_backward_data_as_one_conv(kernel, stride, padding, size):
+    """Strided backward-data as a stride-1 conv whose channels interleave (ops/conv_subpixel.py): any
+    kernel, stride, padding and input size, phases with no tap (kernel < stride) included."""
+    stride, padding = conv_ops.pair(stride, "", ""), conv_ops.pair(padding, "", "")
+    h, w = size[0] + 2 * padding[0], size[1] + 2 * padding[1]
+    if h < kernel or w < kernel:
+        h, w = h + kernel, w + kernel
+    x_shape = (2, 5, h - 2 * padding[0], w - 2 * padding[1])
+    rng = np.random.default_rng(sum(size) + kernel)
+    weight = rng.standard_normal((6, 5, kernel, kernel))
+    dy = rng.standard_normal((2, 6) + tuple(conv_cpu.conv_output_size(n, kernel, s, p)
+                                            for n, s, p in zip(x_shape[2:], stride, padding)))
+    with conv_cpu.use_path("reference"):
+        expected = conv_cpu.backward_data(dy, weight, x_shape, stride, padding)
+    with conv_cpu.use_path("gemm"):
+        got = conv_cpu.backward_data(dy, weight, x_shape, stride, padding)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+UPSAMPLE_CASES = [c for c in CASES if c.op is conv_ops.UpsampleConv2d]
+
+
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("case", UPSAMPLE_CASES, ids=[c.name for c in UPSAMPLE_CASES])
+def test_upsample_conv_is_interpolate_then_conv(case, path):
+    """upsample_conv2d's sub-pixel form against what it fuses, F.conv2d(F.interpolate(x, 2), padding=1)
+    written out: output and every gradient, in float64 (on the reference path the op is that)."""
+    arrays = case.inputs(dtype=np.float64, seed=6)
+    assert UPSAMPLE_CASES and case.op is conv_ops.UpsampleConv2d
+
+    def unfused(F, x, w, *b):
+        return F.conv2d(F.interpolate(x, scale_factor=2), w, b[0] if b else None, padding=1)
+
+    expected = run(Case(case.name, unfused, case.shapes), arrays, "reference")
+    assert_matches(run(case, arrays, path), expected, 1e-12)

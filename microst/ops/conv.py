@@ -11,6 +11,10 @@ precision.rounded_like(p), the cpu path rounds the operands of the passes v3 run
 cores at p: the reference a tensor-core kernel is compared with.
 conv_transpose2d is the same three with the roles swapped: its forward is conv's backward-data,
 its backward-data is conv's forward, and its weight gradient is conv's with x and dy exchanged.
+upsample_conv2d is nearest x2 upsampling, then a 3x3 conv with zero padding 1, as one op: on the
+cpu one conv at the input's resolution (ops/conv_subpixel.py: 16 multiply-adds per pixel and
+channel pair where the upsampled map's conv has 36), on emu/cuda interpolate's kernel and then
+conv's (backward recomputes the upsampled map rather than keeping it).
 Weights: conv (Cout, Cin, kh, kw); transposed conv (Cin, Cout, kh, kw), as in PyTorch.
 
 FLOPs (microst.lab flops): each pass is a GEMM of M x N outputs over a reduction of K,
@@ -21,12 +25,13 @@ useful = 2 * M * N * K (padding taps included, as the forward's im2col has them)
 strided backward-data (the forward of a strided transposed conv) counts only the taps whose
 position is a multiple of the stride: the others multiply a zero the stride inserted.
 """
-from . import conv_cpu, precision, record, versions
+from . import conv_cpu, conv_subpixel, precision, record, versions
 from .arith import OP_ADD, binary, sum_axes
 from .base import Case, Op, check_rank, pair
 from .conv_kernels import PASSES, ConvGeometry, conv_geometry  # noqa: F401
 from .conv_kernels import VERSIONS as SIMT_VERSIONS
 from .conv_tc import VERSIONS as TC_VERSIONS
+from .pool import upsample_nearest_backward, upsample_nearest_forward
 
 VERSIONS = {**SIMT_VERSIONS, **TC_VERSIONS}  # the family's versions
 
@@ -157,6 +162,43 @@ class ConvTranspose2d(Op):
         return dx, dw, db
 
 
+class UpsampleConv2d(Op):
+    name = "upsample_conv2d"
+
+    def forward(self, x, w, b):
+        _check(self.name, x, w, b, w.shape[0], 1, 1, 1)
+        if tuple(w.shape[2:]) != (3, 3):
+            raise ValueError(f"upsample_conv2d: the kernel must be 3x3, got weight {tuple(w.shape)}")
+        self.x, self.w = x, w
+        if self._subpixel():
+            return conv_subpixel.upsample_conv_forward(conv_cpu.forward, x, w, b)
+        return conv2d_forward(self.device, upsample_nearest_forward(self.device, x, 2), w, b, (1, 1), (1, 1))
+
+    def _subpixel(self):
+        """The cpu's sub-pixel form; not on the cpu's plain path (conv_cpu.use_path("reference")), nor
+        where the cpu is the reference of a tensor-core kernel, whose operands it rounds as that kernel
+        would (the upsampled map and w, not the phases' sums), nor while the passes are recorded
+        (microst.lab counts those of the kernel devices)."""
+        return self.device == "cpu" and not conv_cpu.reference_pinned() and precision.reference() == "fp32" \
+            and not record.active()
+
+    def backward(self, dy):
+        need_x, need_w, need_b = self.needs_grad
+        if self._subpixel():
+            return conv_subpixel.upsample_conv_backward((conv_cpu.backward_data, conv_cpu.backward_weight), dy,
+                                                        self.x, self.w, self.needs_grad)
+        up = upsample_nearest_forward(self.device, self.x, 2)
+        dx = dw = db = None
+        if need_x:
+            dup = conv2d_backward_data(self.device, dy, self.w, up.shape, (1, 1), (1, 1))
+            dx = upsample_nearest_backward(self.device, dup, self.x.shape, 2)
+        if need_w:
+            dw, db = conv2d_backward_weight(self.device, dy, up, self.w.shape, (1, 1), (1, 1), need_b)
+        elif need_b:
+            db = sum_axes(self.device, dy, (0, 2, 3))
+        return dx, dw, db
+
+
 # -- cases -------------------------------------------------------------------------------------
 def conv_case(name, x, w, bias=True, stride=1, padding=0, full=None):
     """A conv2d case: x (N, Cin, H, W), w (Cout, Cin, kh, kw); full: (x, w) at the network's size."""
@@ -191,6 +233,20 @@ def transposed_case(name, x, w, bias=True, stride=1, padding=0, output_padding=0
 
     extra = lambda shapes: shapes + ((shapes[1][1],),) if bias else shapes  # noqa: E731
     return Case(name, fn, extra((x, w)), full=extra(full) if full else None, op=ConvTranspose2d, flops=flops)
+
+
+def upsample_case(name, x, w, bias=True, full=None):
+    """An upsample_conv2d case: x (N, Cin, H, W), w (Cout, Cin, 3, 3)."""
+    def flops(shapes):  # those of the conv on the upsampled map, which the kernel devices run
+        n, c, h, wd = shapes[0]
+        g = conv_geometry((n, c, 2 * h, 2 * wd), shapes[1], (1, 1), (1, 1))
+        return sum(useful_flops(pass_, g) for pass_ in PASSES)
+
+    def fn(F, x, w, *b):
+        return F.upsample_conv2d(x, w, b[0] if b else None)
+
+    extra = lambda shapes: shapes + ((shapes[1][0],),) if bias else shapes  # noqa: E731
+    return Case(name, fn, extra((x, w)), full=extra(full) if full else None, op=UpsampleConv2d, flops=flops)
 
 
 def cases():
@@ -229,4 +285,7 @@ def cases():
         conv_case("conv2d long reduction tc", (2, 16, 24, 23), (16, 16, 3, 3), padding=1),
         transposed_case("conv_transpose2d s2 tc", (2, 24, 5, 4), (24, 16, 3, 3), stride=2, padding=1,
                         output_padding=1),
+        upsample_case("upsample_conv2d", (2, 5, 4, 3), (7, 5, 3, 3), full=((4, 64, 128, 128), (32, 64, 3, 3))),
+        upsample_case("upsample_conv2d 1 row no bias", (1, 3, 1, 5), (2, 3, 3, 3), bias=False),
+        upsample_case("upsample_conv2d tc", (2, 16, 5, 6), (16, 16, 3, 3)),
     ]

@@ -14,19 +14,21 @@ Each pass runs on one of three paths (PATHS), chosen per call from the shapes:
                 from shifted views without a copy. Backward-data of a stride-1 conv is the forward
                 conv of dy with the flipped kernel ("full" correlation), so it needs no scatter.
                 Strided convs read their input split into stride phases, each as flat; their
-                backward-data keeps the reference's col2im.
+                backward-data is one stride-1 conv at the low resolution whose output channels
+                interleave into dx (ops/conv_subpixel.py), where the reference scatters.
     winograd    F(2x2, 3x3) for the stride-1 3x3 convs (ops/conv_winograd.py): 2.25x fewer multiplies;
                 chosen when both channel counts are at least WINOGRAD_CHANNELS (below, its transforms
                 cost more than the multiplies saved).
 
 use_path(name) pins one ("winograd" runs wherever it applies, "gemm" never runs Winograd,
-"reference" runs the plain path everywhere); tests and benchmarks use it.
+"reference" runs the plain path everywhere, upsample_conv2d as interpolate then conv2d); tests and
+benchmarks use it.
 """
 import contextlib
 
 import numpy as np
 
-from . import conv_gemm, conv_winograd
+from . import conv_gemm, conv_subpixel, conv_winograd
 from .workspace import scratch
 
 PATHS = ("reference", "gemm", "winograd")
@@ -45,6 +47,11 @@ def use_path(path):
         yield
     finally:
         _pinned = previous
+
+
+def reference_pinned():
+    """Whether use_path("reference") holds now (a fused op then runs the plain passes it fuses)."""
+    return _pinned == "reference"
 
 
 def _path(w_shape, stride, padding):
@@ -160,9 +167,10 @@ def forward(x, w, b, stride, padding):
 def backward_data(dy, w, x_shape, stride, padding):
     kh, kw = w.shape[2:]
     full = (kh - 1 - padding[0], kw - 1 - padding[1])  # the padding of the "full" correlation
-    if _path(w.shape, stride, padding) == "reference" or stride != (1, 1) or min(full) < 0 or \
-            _is_pointwise(kh, kw, stride, padding):
+    if _path(w.shape, stride, padding) == "reference" or min(full) < 0 or _is_pointwise(kh, kw, stride, padding):
         return reference_backward_data(dy, w, x_shape, stride, padding)
+    if stride != (1, 1):
+        return conv_subpixel.backward_data(dy, w, x_shape, stride, padding, BAND_ELEMENTS)
     # dx = dy correlated with the kernel turned by 180 degrees, Cin and Cout swapped, padded by k - 1 - p
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     return forward(dy, flipped, None, (1, 1), full)

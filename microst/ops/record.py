@@ -35,6 +35,11 @@ def note(family, pass_, geometry, out_shape, device):
     return array_module(device).zeros(out_shape, np.float32) if dry else None
 
 
+def active():
+    """Whether something records now (a fused op then runs the passes it fuses, so that they are noted)."""
+    return bool(_recorders)
+
+
 @contextlib.contextmanager
 def recording(dry=True):
     calls = []
