@@ -12,9 +12,10 @@ Backward, with xhat = (x - mean) * rstd and g = dy * weight, means over the same
 instance_norm_relu and batch_norm_relu are the same followed by a ReLU, in one pass on the
 kernels (the generators' norm + ReLU pairs): backward masks dy by the output y > 0.
 
-cpu: NumPy; emu/cuda: the selected version (ops/norm_kernels.py): v1 one block per statistics
-group, v2 several blocks per group with a deterministic second stage. All save mean and rstd
-(not xhat) for backward, which recomputes xhat.
+cpu: NumPy (instance norm's forward a chunk of planes at a time, which stays in the cache);
+emu/cuda: the selected version (ops/norm_kernels.py): v1 one block per statistics group, v2 several
+blocks per group with a deterministic second stage. All save mean and rstd (not xhat) for backward,
+which recomputes xhat.
 """
 import numpy as np
 
@@ -44,6 +45,8 @@ def norm_forward(device, x, weight, bias, per_image, eps, mean=None, rstd=None, 
 def _forward_cpu(x, weight, bias, per_image, eps, mean, rstd, relu):
     """y = (x - mean) * (rstd * weight) + bias in place on x - mean (the output's own memory). xhat is
     not kept: backward recomputes it from x, mean and rstd (one pass, and no array held in between)."""
+    if per_image and mean is None:
+        return _instance_forward_cpu(x, weight, bias, eps, relu)
     if mean is None:
         mean = x.mean(axis=_axes(per_image), keepdims=True)
         y = x - mean
@@ -58,6 +61,38 @@ def _forward_cpu(x, weight, bias, per_image, eps, mean, rstd, relu):
         y += _per_channel(bias)
     if relu:
         np.maximum(y, 0, out=y)
+    return y, mean.reshape(-1), rstd.reshape(-1), None
+
+
+PLANES_CHUNK = 1 << 18  # instance norm's forward normalizes planes in chunks of about this many elements
+
+
+def _instance_forward_cpu(x, weight, bias, eps, relu):
+    """Instance norm's forward a few planes (images' channels) at a time, PLANES_CHUNK elements (1 MB):
+    the chunk stays in the cache from its mean to its ReLU, where whole-array passes stream the map
+    from memory seven times."""
+    n, c, h, w = x.shape
+    planes, y = x.reshape(n * c, h * w), np.empty(x.shape, x.dtype)
+    out, mean, rstd = y.reshape(n * c, h * w), np.empty((n * c, 1), x.dtype), np.empty((n * c, 1), x.dtype)
+    scale = np.tile(weight, n).reshape(-1, 1) if weight is not None else None
+    shift = np.tile(bias, n).reshape(-1, 1) if bias is not None else None
+    step = max(1, PLANES_CHUNK // (h * w))
+    for p0 in range(0, n * c, step):
+        p1 = min(n * c, p0 + step)
+        xs, ys, m, r = planes[p0:p1], out[p0:p1], mean[p0:p1], rstd[p0:p1]
+        np.mean(xs, axis=1, keepdims=True, out=m)
+        np.subtract(xs, m, out=ys)
+        square = scratch("norm_square", ys.shape, x.dtype)
+        np.multiply(ys, ys, out=square)
+        np.mean(square, axis=1, keepdims=True, out=r)
+        r += x.dtype.type(eps)
+        np.sqrt(r, out=r)
+        np.divide(1, r, out=r)
+        ys *= r * scale[p0:p1] if scale is not None else r
+        if shift is not None:
+            ys += shift[p0:p1]
+        if relu:
+            np.maximum(ys, 0, out=ys)
     return y, mean.reshape(-1), rstd.reshape(-1), None
 
 

@@ -1,0 +1,25 @@
+"""Instance norm's cpu forward, which normalizes a few planes at a time (microst/ops/norm.py), against
+the plain formula (tests/reference.py) in chunks of any size: one plane, a few, all."""
+import numpy as np
+import pytest
+
+import microst.functional as F
+from microst import tensor
+from microst.ops import norm
+
+import reference
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 1 << 18])
+@pytest.mark.parametrize("affine, relu", [(True, False), (True, True), (False, False), (False, True)])
+def test_instance_norm_in_chunks(chunk, affine, relu, monkeypatch):
+    monkeypatch.setattr(norm, "PLANES_CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    x = rng.standard_normal((3, 5, 7, 6)) * 3 + 2
+    w, b = (rng.standard_normal(5), rng.standard_normal(5)) if affine else (None, None)
+    op = F.instance_norm_relu if relu else F.instance_norm
+    y = op(tensor(x, requires_grad=True), weight=None if w is None else tensor(w), bias=None if b is None else tensor(b))
+    expected = reference.normalize(x, (2, 3), w, b)
+    np.testing.assert_allclose(y.numpy(), np.maximum(expected, 0) if relu else expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y._op.mean, x.mean(axis=(2, 3)).reshape(-1), rtol=1e-12)
+    np.testing.assert_allclose(y._op.rstd, 1 / np.sqrt(x.var(axis=(2, 3)).reshape(-1) + 1e-5), rtol=1e-12)
