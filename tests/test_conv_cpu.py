@@ -149,6 +149,7 @@ def test_strided_backward_data_as_one_conv(kernel, stride, padding, size):
 
 
 UPSAMPLE_CASES = [c for c in CASES if c.op is conv_ops.UpsampleConv2d]
+assert UPSAMPLE_CASES, "microst.ops.conv.cases() has no upsample_conv2d case"
 
 
 @pytest.mark.parametrize("path", FAST)
@@ -157,7 +158,6 @@ def test_upsample_conv_is_interpolate_then_conv(case, path):
     """upsample_conv2d's sub-pixel form against what it fuses, F.conv2d(F.interpolate(x, 2), padding=1)
     written out: output and every gradient, in float64 (on the reference path the op is that)."""
     arrays = case.inputs(dtype=np.float64, seed=6)
-    assert UPSAMPLE_CASES and case.op is conv_ops.UpsampleConv2d
 
     def unfused(F, x, w, *b):
         return F.conv2d(F.interpolate(x, scale_factor=2), w, b[0] if b else None, padding=1)
