@@ -168,7 +168,8 @@ class UpsampleConv2d(Op):
     def forward(self, x, w, b):
         _check(self.name, x, w, b, w.shape[0], 1, 1, 1)
         if tuple(w.shape[2:]) != (3, 3):
-            raise ValueError(f"upsample_conv2d: the kernel must be 3x3, got weight {tuple(w.shape)}")
+            raise ValueError(f"upsample_conv2d: the kernel must be 3x3, got weight {tuple(w.shape)}; for another "
+                             f"kernel use conv2d(interpolate(x, 2), weight, padding=...)")
         self.x, self.w = x, w
         if self._subpixel():
             return conv_subpixel.upsample_conv_forward(conv_cpu.forward, x, w, b)
