@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from threads import set_threads
+from threads import blas_kernels, set_threads
 from timing import interleaved_times, profile_once
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,6 +50,7 @@ def main():
         model = TransformerNet().eval().to(device)
     print(f"TransformerNet {model.config}, {sum(p.size for p in model.parameters())} parameters")
     print(f"device {device}, {args.threads} threads, batch 1, median of {args.repeats} after a warm-up")
+    print(f"NumPy's BLAS: {blas_kernels()}")
 
     rng = np.random.default_rng(0)
     twin = onnx = None

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from threads import set_threads
+from threads import blas_kernels, set_threads
 from timing import interleaved_times, profile_once
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +108,7 @@ def main():
     print(f"TransformerNet {model.config}, {sum(p.size for p in model.parameters())} parameters; "
           f"VGG-16 to {loss.layers[-1]}; style {STYLE.name} at {style.shape[2]}x{style.shape[3]}")
     print(f"device {device}, {args.threads} threads, median of {args.repeats} steps after a warm-up")
+    print(f"NumPy's BLAS: {blas_kernels()}")
 
     rng = np.random.default_rng(0)
     # a copy for torch before microst steps: both engines start from the same weights
