@@ -1,8 +1,8 @@
 """Give NumPy's BLAS and PyTorch the same number of threads, so that CPU timings compare, and say which
 kernels NumPy's BLAS runs (OPENBLAS_CORETYPE, when the environment sets it, overrides OpenBLAS's own
 choice: on the AVX-512 host of 2026-12-03 a machine-wide OPENBLAS_CORETYPE=Haswell made every GEMM
-1.3-1.4x slower than the SkylakeX kernels OpenBLAS picks itself; bench/RESULTS.md)."""
-import ctypes
+1.3-1.4x slower than the SkylakeX kernels OpenBLAS picks itself, and the cpu conv starts Winograd
+at 64 channels rather than 128 by it; bench/RESULTS.md)."""
 import os
 import sys
 
@@ -22,20 +22,9 @@ def set_threads(n):
 
 
 def blas_kernels():
-    """'OpenBLAS SkylakeX kernels (its own choice)', '... (OPENBLAS_CORETYPE=Haswell)', or what is known
-    when the loaded BLAS is not OpenBLAS on Linux."""
-    pinned = os.environ.get("OPENBLAS_CORETYPE")
-    how = f"OPENBLAS_CORETYPE={pinned}" if pinned else "its own choice"
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        paths = set()
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename"):
-            corename = getattr(lib, name, None)
-            if corename is not None:
-                corename.restype = ctypes.c_char_p
-                return f"OpenBLAS {corename().decode()} kernels ({how})"
-    return "BLAS kernels unknown (not OpenBLAS, or not Linux)"
+    """'OpenBLAS SkylakeX kernels (its own choice)', '... (OPENBLAS_CORETYPE=Haswell)', or unknown."""
+    from microst.ops.blas_kernels import openblas_core
+    core, pinned = openblas_core(), os.environ.get("OPENBLAS_CORETYPE")
+    if core is None:
+        return "unknown kernels (not OpenBLAS, or no /proc)"
+    return f"OpenBLAS {core} kernels ({f'OPENBLAS_CORETYPE={pinned}' if pinned else 'its own choice'})"

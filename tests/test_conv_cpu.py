@@ -10,7 +10,7 @@ import microst
 import microst.functional as F
 from microst.gradcheck import check_backward
 from microst.ops import conv as conv_ops
-from microst.ops import conv_cpu, workspace
+from microst.ops import blas_kernels, conv_cpu, workspace
 from microst.ops.base import Case
 
 CASES = conv_ops.cases()
@@ -78,11 +78,26 @@ def test_winograd_is_as_accurate_as_im2col(padding):
         assert np.abs(got - truth).max() / scale <= 2 * np.abs(plain - truth).max() / scale + 1e-7
 
 
-def test_default_choice():
-    """Winograd for the wide stride-1 3x3 convs, gemm for other stride-1 convs, im2col for strided ones."""
-    w3, narrow = (64, 64, 3, 3), (128, 32, 3, 3)
+def test_the_blas_kernels_are_known_where_numpy_runs_openblas(monkeypatch):
+    """The probe finds the OpenBLAS NumPy loaded (its wheels bundle one) and reads its kernels' name."""
+    if not blas_kernels.loaded_openblas():
+        pytest.skip("no OpenBLAS loaded, or no /proc/self/maps: the probe answers None and Winograd starts at 64")
+    assert blas_kernels.openblas_core()
+    for core, avx512 in (("SkylakeX", True), ("Cooperlake", True), ("Haswell", False), ("Zen", False), (None, False)):
+        monkeypatch.setattr(blas_kernels, "openblas_core", lambda: core)
+        assert blas_kernels.avx512_gemm() is avx512
+
+
+@pytest.mark.parametrize("avx512", [False, True])
+def test_default_choice(avx512, monkeypatch):
+    """Winograd for the wide stride-1 3x3 convs (64 channels and more, 128 with AVX-512 GEMMs), gemm for
+    other stride-1 convs, im2col for strided ones."""
+    monkeypatch.setattr(blas_kernels, "avx512_gemm", lambda: avx512)
+    wide = 128 if avx512 else 64
+    w3, narrow = (wide, wide, 3, 3), (2 * wide, wide // 2, 3, 3)
     assert conv_cpu._path(w3, (1, 1), (1, 1)) == "winograd"
     assert conv_cpu._path(narrow, (1, 1), (0, 0)) == "gemm"
+    assert conv_cpu._path((wide // 2, 2 * wide, 3, 3), (1, 1), (0, 0)) == "gemm"
     assert conv_cpu._path((3, 32, 9, 9), (1, 1), (4, 4)) == "gemm"
     assert conv_cpu._path((16, 3, 3, 3), (1, 1), (1, 1)) == "gemm"
     assert conv_cpu._path(w3, (2, 2), (1, 1)) == "gemm"  # (its forward is the reference's im2col)

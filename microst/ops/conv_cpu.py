@@ -17,8 +17,8 @@ Each pass runs on one of three paths (PATHS), chosen per call from the shapes:
                 backward-data is one stride-1 conv at the low resolution whose output channels
                 interleave into dx (ops/conv_subpixel.py), where the reference scatters.
     winograd    F(2x2, 3x3) for the stride-1 3x3 convs (ops/conv_winograd.py): 2.25x fewer multiplies;
-                chosen when both channel counts are at least WINOGRAD_CHANNELS (below, its transforms
-                cost more than the multiplies saved).
+                chosen when both channel counts are at least winograd_channels(): below, its
+                transforms (NumPy passes that stream memory) cost more than the multiplies saved.
 
 use_path(name) pins one ("winograd" runs wherever it applies, "gemm" never runs Winograd,
 "reference" runs the plain path everywhere, upsample_conv2d as interpolate then conv2d); tests and
@@ -28,12 +28,19 @@ import contextlib
 
 import numpy as np
 
-from . import conv_gemm, conv_subpixel, conv_winograd
+from . import blas_kernels, conv_gemm, conv_subpixel, conv_winograd
 from .workspace import scratch
 
 PATHS = ("reference", "gemm", "winograd")
-WINOGRAD_CHANNELS = 64
 _pinned = None
+
+
+def winograd_channels():
+    """The fewest input and output channels a conv needs to run Winograd by default. 128 with AVX-512
+    GEMM kernels: there 64-channel convs run 1.15x faster on the gemm path, the great_wave net's
+    forward 1.12x; 64 with AVX2 kernels, where Winograd is 1-8% faster on them and a training step
+    1.07x (bench/RESULTS.md, 2026-12-03)."""
+    return 128 if blas_kernels.avx512_gemm() else 64
 
 
 @contextlib.contextmanager
@@ -59,7 +66,7 @@ def _path(w_shape, stride, padding):
     if _pinned == "reference":
         return "reference"
     if conv_winograd.applies(w_shape, stride, padding) and (
-            _pinned == "winograd" or (_pinned is None and min(w_shape[:2]) >= WINOGRAD_CHANNELS)):
+            _pinned == "winograd" or (_pinned is None and min(w_shape[:2]) >= winograd_channels())):
         return "winograd"
     return "gemm"
 
