@@ -2,7 +2,7 @@
 kernels NumPy's BLAS runs (OPENBLAS_CORETYPE, when the environment sets it, overrides OpenBLAS's own
 choice: on the AVX-512 host of 2026-12-03 a machine-wide OPENBLAS_CORETYPE=Haswell made every GEMM
 1.3-1.4x slower than the SkylakeX kernels OpenBLAS picks itself, and the cpu conv starts Winograd
-at 64 channels rather than 128 by it; bench/RESULTS.md)."""
+at 128 channels rather than 256 by it; bench/RESULTS.md)."""
 import os
 import sys
 

@@ -10,7 +10,7 @@ import microst
 import microst.functional as F
 from microst.gradcheck import check_backward
 from microst.ops import conv as conv_ops
-from microst.ops import blas_kernels, conv_cpu, workspace
+from microst.ops import blas_kernels, conv_cpu, conv_gemm, workspace
 from microst.ops.base import Case
 
 CASES = conv_ops.cases()
@@ -51,6 +51,37 @@ def test_fast_paths_in_small_bands(path, band, monkeypatch):
         assert_matches(run(case, case.inputs(dtype=np.float64, seed=4), path), expected[case.name], 1e-11)
 
 
+@pytest.mark.parametrize("band", [None, 1, 200])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_forward_by_rows_on_every_case(dtype, band, monkeypatch):
+    """The gemm path's stride-1 forward by output rows (ops/conv_gemm.py; by default where kh * Cin >=
+    ROWS_K), here on every case, so on every stride-1 forward and backward-data: the same as the
+    reference, in one band, one output row at a time, and a few."""
+    expected = {c.name: run(c, c.inputs(dtype=dtype, seed=8), "reference") for c in CASES}
+    monkeypatch.setattr(conv_gemm, "ROWS_K", 1)
+    if band is not None:
+        monkeypatch.setattr(conv_cpu, "BAND_ELEMENTS", band)
+    for case in CASES:
+        assert_matches(run(case, case.inputs(dtype=dtype, seed=8), "gemm"), expected[case.name],
+                       1e-11 if dtype == np.float64 else 2e-5)
+
+
+def test_forward_by_rows_where_the_rows_are_wide_enough(monkeypatch):
+    """By default the forward by rows takes the convs with kh * Cin >= ROWS_K (a wrong row or tap
+    order there fails against the reference), and the others keep im2col."""
+    taken = []
+    original = conv_gemm._forward_by_rows
+    monkeypatch.setattr(conv_gemm, "_forward_by_rows", lambda *a: taken.append(a[1].shape) or original(*a))
+    rng = np.random.default_rng(0)
+    for cin, cout, k, padding in ((32, 16, 3, (1, 1)), (16, 3, 9, (4, 3)), (16, 32, 3, (1, 1)), (3, 16, 9, (4, 4))):
+        x, w, b = rng.standard_normal((2, cin, 14, 11)), rng.standard_normal((cout, cin, k, k)), rng.standard_normal(cout)
+        with conv_cpu.use_path("reference"):
+            expected = conv_cpu.forward(x, w, b, (1, 1), padding)
+        with conv_cpu.use_path("gemm"):
+            np.testing.assert_allclose(conv_cpu.forward(x, w, b, (1, 1), padding), expected, rtol=1e-11, atol=1e-11)
+    assert taken == [(16, 32, 3, 3), (3, 16, 9, 9)]
+
+
 @pytest.mark.parametrize("path", FAST)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fast_path_gradient_check(case, path):
@@ -81,7 +112,7 @@ def test_winograd_is_as_accurate_as_im2col(padding):
 def test_the_blas_kernels_are_known_where_numpy_runs_openblas(monkeypatch):
     """The probe finds the OpenBLAS NumPy loaded (its wheels bundle one) and reads its kernels' name."""
     if not blas_kernels.loaded_openblas():
-        pytest.skip("no OpenBLAS loaded, or no /proc/self/maps: the probe answers None and Winograd starts at 64")
+        pytest.skip("no OpenBLAS loaded, or no /proc/self/maps: the probe answers None and Winograd starts at 128")
     assert blas_kernels.openblas_core()
     for core, avx512 in (("SkylakeX", True), ("Cooperlake", True), ("Haswell", False), ("Zen", False), (None, False)):
         monkeypatch.setattr(blas_kernels, "openblas_core", lambda: core)
@@ -90,10 +121,10 @@ def test_the_blas_kernels_are_known_where_numpy_runs_openblas(monkeypatch):
 
 @pytest.mark.parametrize("avx512", [False, True])
 def test_default_choice(avx512, monkeypatch):
-    """Winograd for the wide stride-1 3x3 convs (64 channels and more, 128 with AVX-512 GEMMs), gemm for
+    """Winograd for the wide stride-1 3x3 convs (128 channels and more, 256 with AVX-512 GEMMs), gemm for
     other stride-1 convs, im2col for strided ones."""
     monkeypatch.setattr(blas_kernels, "avx512_gemm", lambda: avx512)
-    wide = 128 if avx512 else 64
+    wide = 256 if avx512 else 128
     w3, narrow = (wide, wide, 3, 3), (2 * wide, wide // 2, 3, 3)
     assert conv_cpu._path(w3, (1, 1), (1, 1)) == "winograd"
     assert conv_cpu._path(narrow, (1, 1), (0, 0)) == "gemm"

@@ -1,4 +1,4 @@
-"""Which GEMM kernels NumPy's BLAS runs. The cpu conv chooses between Winograd and im2col by it
+"""Which GEMM kernels NumPy's BLAS runs. The cpu conv chooses between Winograd and its gemm path by it
 (ops/conv_cpu.py): with AVX-512 kernels a GEMM is 1.3-1.4x faster, and the multiplies Winograd saves
 are then worth less than the memory passes of its transforms.
 

@@ -9,10 +9,12 @@ Each pass runs on one of three paths (PATHS), chosen per call from the shapes:
     reference   im2col (strided copies of the receptive fields, a band of output rows at a time) +
                 one matrix multiply; backward-data scatters the columns back (col2im). The plain
                 path: the others are tested against it on every conv case (tests/test_conv_cpu.py).
-    gemm        stride 1: GEMMs on the flat padded layout (ops/conv_gemm.py): contiguous im2col, or
-                one GEMM for all taps and shifted adds when the output is narrow; weight gradient
-                from shifted views without a copy. Backward-data of a stride-1 conv is the forward
-                conv of dy with the flipped kernel ("full" correlation), so it needs no scatter.
+    gemm        stride 1: GEMMs on the flat padded layout (ops/conv_gemm.py): one GEMM per output
+                row on the input laid out row by row (no im2col) where kh * Cin is large enough, else
+                contiguous im2col, or one GEMM for all taps and shifted adds when the output is
+                narrow; weight gradient from shifted views without a copy. Backward-data of a
+                stride-1 conv is the forward conv of dy with the flipped kernel ("full"
+                correlation), so it needs no scatter.
                 Strided convs read their input split into stride phases, each as flat; their
                 backward-data is one stride-1 conv at the low resolution whose output channels
                 interleave into dx (ops/conv_subpixel.py), where the reference scatters.
@@ -36,11 +38,11 @@ _pinned = None
 
 
 def winograd_channels():
-    """The fewest input and output channels a conv needs to run Winograd by default. 128 with AVX-512
-    GEMM kernels: there 64-channel convs run 1.15x faster on the gemm path, the great_wave net's
-    forward 1.12x; 64 with AVX2 kernels, where Winograd is 1-8% faster on them and a training step
-    1.07x (bench/RESULTS.md, 2026-12-03)."""
-    return 128 if blas_kernels.avx512_gemm() else 64
+    """The fewest input and output channels a conv needs to run Winograd by default: 256 with AVX-512
+    GEMM kernels, 128 with AVX2 ones. Below, the gemm path (its forward by output rows) is faster:
+    forward + backward-data of 128-channel convs 0.84-0.98x Winograd's time with AVX-512 kernels,
+    of 64-channel ones 0.87-0.94x with AVX2 kernels (bench/RESULTS.md, 2026-12-03)."""
+    return 256 if blas_kernels.avx512_gemm() else 128
 
 
 @contextlib.contextmanager
