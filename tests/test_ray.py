@@ -67,6 +67,28 @@ def outputs(folder):
     return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*.*"))
 
 
+def images(folder):
+    """The outputs without temporary files: a worker killed while saving leaves its .microst-*.tmp
+    (never a truncated file under an image's name)."""
+    return [name for name in outputs(folder) if not Path(name).name.startswith(".microst-")]
+
+
+def settled_images(folder, seconds=20):
+    """{name: mtime} of the images once no save is in flight (a worker that was saving when the run
+    stopped finishes its image): the same names and times twice, 0.5 s apart."""
+    previous = None
+    for _ in range(int(seconds / 0.5)):
+        try:
+            now = {name: (folder / name).stat().st_mtime_ns for name in images(folder)}
+        except FileNotFoundError:  # renamed between the listing and its stat
+            now = None
+        if now is not None and now == previous:
+            return now
+        previous = now
+        time.sleep(0.5)
+    raise AssertionError(f"the images still change after {seconds} s: {sorted(previous or ())}")
+
+
 def pixels(path):
     with Image.open(path) as im:
         return np.asarray(im)
@@ -172,7 +194,7 @@ def test_an_interrupted_job_resumes_with_skip_existing(ray_cluster, collection, 
         if ray_cluster.available_resources().get("CPU") == 2:
             break
         time.sleep(0.1)
-    done = {name: (tmp_path / name).stat().st_mtime_ns for name in outputs(tmp_path)}
+    done = settled_images(tmp_path)
     assert 5 <= len(done) < IMAGES
 
     monkeypatch.delenv("MICROST_FAULT")
@@ -180,7 +202,7 @@ def test_an_interrupted_job_resumes_with_skip_existing(ray_cluster, collection, 
     assert status == 2 and printed.count(" s)\n") == IMAGES - len(done)
     assert err.strip().splitlines()[-1].startswith(f"{IMAGES - len(done)} done, {len(done)} left as they were "
                                                    f"(--skip-existing), 1 skipped: ")
-    assert len(outputs(tmp_path)) == IMAGES
+    assert len(images(tmp_path)) == IMAGES
     assert {name: (tmp_path / name).stat().st_mtime_ns for name in done} == done  # not redone
 
 
