@@ -163,3 +163,21 @@ def test_conv_in_bands_of_output_rows(stride, padding, monkeypatch):
                                ref.conv2d(x, w, b, stride, padding), rtol=1e-10, atol=1e-10)
     check_backward(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
     check_backward(lambda x, w: F.conv_transpose2d(x, w, None, stride, padding), [x, randn(3, 2, 3, 3)])
+
+
+@pytest.mark.parametrize("shape", [(7,), (0, 3), (2, 3, 4, 5), (2, 1, 3, 4, 5)])
+def test_relu_on_cpu_against_the_formula(shape):
+    """relu and instance_norm_relu take np.maximum against a shared plane of zeros (ops/workspace.py):
+    any shape, NaN kept (as np.maximum(x, 0) and PyTorch keep it), and the zeros stay zeros."""
+    from microst.ops import workspace
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if x.size:
+        x.flat[0] = np.nan
+    y = F.relu(microst.tensor(x)).numpy()
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert not workspace.zeros(8, np.float32).flags.writeable and not workspace.zeros(8, np.float32).any()
+    planes = np.random.default_rng(1).standard_normal((2, 3, 5, 4))
+    planes[0, 1, 2, 3] = np.nan
+    normed = F.instance_norm_relu(microst.tensor(planes)).numpy()
+    assert np.isnan(normed[0, 1]).all() and not np.isnan(np.delete(normed.reshape(6, -1), 1, axis=0)).any()
+    assert (normed[np.isfinite(normed)] >= 0).all()

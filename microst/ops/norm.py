@@ -22,7 +22,7 @@ import numpy as np
 from . import versions
 from .base import Case, Op, check_rank
 from .norm_kernels import VERSIONS  # noqa: F401 (the family's versions)
-from .workspace import scratch
+from .workspace import scratch, zeros
 
 
 def _per_channel(v):
@@ -92,7 +92,7 @@ def _instance_forward_cpu(x, weight, bias, eps, relu):
         if shift is not None:
             ys += shift[p0:p1]
         if relu:
-            np.maximum(ys, 0, out=ys)
+            np.maximum(ys, zeros(h * w, x.dtype), out=ys)
     return y, mean.reshape(-1), rstd.reshape(-1), None
 
 

@@ -2,6 +2,7 @@
 squares), so that a large temporary is not allocated (and its pages faulted in) again on every call.
 
     a = scratch("cols", shape, dtype)     # this thread's array of that name, contents undefined
+    z = zeros(size, dtype)                # shared read-only zeros (ReLU's other operand)
 
 Only a pass's own temporaries come from here: never an array it returns or an op keeps for
 backward (the next call overwrites them; tests/test_conv_cpu.py checks). One name per temporary
@@ -28,3 +29,18 @@ def scratch(name, shape, dtype):
 def buffers():
     """This thread's workspace arrays (for tests)."""
     return list(_local.__dict__.get("pool", {}).values())
+
+
+_zeros = {}
+
+
+def zeros(size, dtype):
+    """`size` zeros, read-only, shared by every caller: the other operand of a ReLU's np.maximum, whose
+    loop against an array of zeros runs 1.4-3x faster than against the scalar 0 (NumPy 2.4: a
+    (4, 65536) chunk 24 us against 85; a (8, 64, 256, 256) map 7.8 ms against 11.5)."""
+    dtype = np.dtype(dtype)
+    buffer = _zeros.get(dtype)
+    if buffer is None or buffer.size < size:
+        buffer = _zeros[dtype] = np.zeros(max(size, 1), dtype)
+        buffer.flags.writeable = False
+    return buffer[:size]
