@@ -14,7 +14,7 @@ tensordot that copies again when batch > 1):
                               its channels inside each row (N, H, Cin, W), so that the kh * Cin input
                               rows an output row reads are one matrix with a uniform stride; one GEMM
                               per output row (M = kw * Cout: every column tap's share), no im2col,
-                              then kw shifted adds: 0.75-1.05x the time of the im2col below
+                              then kw shifted adds: 0.75-1.09x the time of the im2col below
                               (0.95x for the great_wave net's forward, bench/RESULTS.md)
     forward, Cin <= Cout      im2col of contiguous windows, one GEMM (K = Cin * kh * kw); a large
                               kernel with few output channels stacks several output rows into the
