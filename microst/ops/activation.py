@@ -26,12 +26,19 @@ def pointwise(device, role, *inputs, extra=()):
 
 # -- the passes, on arrays -------------------------------------------------------------------
 def relu_forward(device, x):
-    if device != "cpu":
-        return pointwise(device, "relu_forward", x)
-    plane = int(np.prod(x.shape[-2:]))  # against a plane of zeros (ops/workspace.py's zeros: why)
+    return relu_cpu(x) if device == "cpu" else pointwise(device, "relu_forward", x)
+
+
+def relu_cpu(x, out=None):
+    """max(x, 0) into out (a new array by default; out may be x), against a plane of zeros
+    (ops/workspace.py's zeros says why); the norms' fused ReLUs call it too."""
+    plane = int(np.prod(x.shape[-2:]))
     if plane == 0:
-        return x.copy()
-    return np.maximum(x.reshape(-1, plane), zeros(plane, x.dtype)).reshape(x.shape)
+        return x.copy() if out is None else out
+    if out is None:
+        out = np.empty_like(x)
+    np.maximum(x.reshape(-1, plane), zeros(plane, x.dtype), out=out.reshape(-1, plane))
+    return out
 
 
 def relu_backward(device, y, dy):
