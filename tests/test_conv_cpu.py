@@ -159,17 +159,24 @@ def test_workspace_holds_no_result(path):
 
 @pytest.mark.parametrize("cout", [3, 16, 32])
 @pytest.mark.parametrize("height", [13, 24, 25])
-def test_wide_kernel_row_groups(cout, height, monkeypatch):
-    """The 9x9 conv from RGB stacks output rows into one GEMM (ops/conv_gemm.py): any number of rows, in
-    bands of any size, the same as the reference."""
+@pytest.mark.parametrize("padding", [(4, 4), (0, 2), (2, 0)])
+def test_wide_kernel_by_column_taps(cout, height, padding, monkeypatch):
+    """The 9x9 conv from RGB reads kw shifted copies of its input rows (ops/conv_gemm.py): any number of
+    rows, any padding, in bands of any size (a band's rows overlap the next's), the same as the
+    reference."""
     rng = np.random.default_rng(height)
     x, w, b = rng.standard_normal((2, 3, height, 11)), rng.standard_normal((cout, 3, 9, 9)), rng.standard_normal(cout)
     with conv_cpu.use_path("reference"):
-        expected = conv_cpu.forward(x, w, b, (1, 1), (4, 4))
-    for band in (conv_cpu.BAND_ELEMENTS, 3000):
+        expected = conv_cpu.forward(x, w, b, (1, 1), padding)
+    calls = []
+    by_column_taps = conv_gemm._forward_by_column_taps
+    monkeypatch.setattr(conv_gemm, "_forward_by_column_taps", lambda *a: calls.append(a[4]) or by_column_taps(*a))
+    bands = (conv_cpu.BAND_ELEMENTS, 3000, 300)
+    for band in bands:
         monkeypatch.setattr(conv_cpu, "BAND_ELEMENTS", band)
         with conv_cpu.use_path("gemm"):
-            np.testing.assert_allclose(conv_cpu.forward(x, w, b, (1, 1), (4, 4)), expected, rtol=1e-11, atol=1e-11)
+            np.testing.assert_allclose(conv_cpu.forward(x, w, b, (1, 1), padding), expected, rtol=1e-11, atol=1e-11)
+    assert calls == list(bands)
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (3, 2, 0), (4, 2, 1), (5, 3, 2), (2, 3, 0), (1, 2, 0),

@@ -16,9 +16,11 @@ tensordot that copies again when batch > 1):
                               per output row (M = kw * Cout: every column tap's share), no im2col,
                               then kw shifted adds: 0.75-1.09x the time of the im2col below
                               (0.95x for the great_wave net's forward, bench/RESULTS.md)
-    forward, Cin <= Cout      im2col of contiguous windows, one GEMM (K = Cin * kh * kw); a large
-                              kernel with few output channels stacks several output rows into the
-                              GEMM's rows (_forward_row_groups)
+    forward, kh >= WIDE, Cin <= Cout, stride 1
+                              by column taps (_forward_by_column_taps): a band's input rows laid out
+                              with kw shifted copies of each row, so that an output row reads one
+                              matrix in place: one GEMM per output row straight into y
+    forward, Cin <= Cout      im2col of contiguous windows, one GEMM (K = Cin * kh * kw)
     forward, Cin > Cout       (stride 1, kh * Cin < ROWS_K) one GEMM for every tap's output at every
                               input position (M = kh * kw * Cout), then kh * kw shifted adds of Cout
                               channels: cheaper than copying Cin channels kh * kw times when Cout is small
@@ -36,14 +38,33 @@ from .workspace import scratch
 
 THIN = 8  # a side with fewer channels than this is expanded by im2col for the weight gradient
 ROWS_K = 96  # the forward by output rows needs kh * Cin at least this (below, its GEMMs are too thin)
-GROUP_M = 128  # a wide-kernel conv with few output channels stacks output rows until its GEMM has about
-               # this many rows
+WIDE = 5  # a kernel at least this tall on few input channels runs by column taps (_forward_by_column_taps)
 
 
 def row_bands(ho, elements_per_row, band):
     """[(r0, r1), ...]: output rows in bands whose temporaries hold at most `band` elements."""
     rows = max(1, band // max(1, elements_per_row))
     return [(r, min(ho, r + rows)) for r in range(0, ho, rows)]
+
+
+PLANES_BYTES = 1 << 18  # a layout copy goes through its source this many bytes of channels at a time
+
+
+def channel_blocks(channels, plane_bytes):
+    """Slices of channels holding about PLANES_BYTES each (one channel at least). NumPy runs a large
+    strided copy in an order that reads the source from memory several times; block by block, the
+    source stays in the cache (a (32, 592, 592) map to (592, 32, 592): 3.8 ms against 5.6, about
+    memcpy's 3.1; its four stride-2 phases: 10.1 against 15.1)."""
+    step = max(1, PLANES_BYTES // max(1, plane_bytes))
+    return [slice(c, min(channels, c + step)) for c in range(0, channels, step)]
+
+
+def copy_planes(dst, src, axis):
+    """dst[...] = src, a block of the source's channels (its `axis`) at a time."""
+    plane_bytes = src.itemsize * src.size // max(1, src.shape[axis])
+    for block in channel_blocks(src.shape[axis], plane_bytes):
+        index = (slice(None),) * axis + (block,)
+        dst[index] = src[index]
 
 
 def output_size(size, kernel, stride, padding):
@@ -62,18 +83,19 @@ class Phases:
         self.hq, self.wq = self.ho + (kh - 1) // sh, self.wo + (kw - 1) // sw
         self.kernel, self.stride = kernel, stride
         out = scratch("phases", (sh, sw, n, c, self.hq + 1, self.wq), x.dtype)
-        for a in range(sh):
-            r0, rows = self._span(a, sh, ph, h, self.hq)
-            for b in range(sw):
-                q0, cols = self._span(b, sw, pw, w, self.wq)
-                phase = out[a, b]
-                phase[:, :, :r0] = 0
-                phase[:, :, r0 + rows:] = 0
-                phase[:, :, r0:r0 + rows, :q0] = 0
-                phase[:, :, r0:r0 + rows, q0 + cols:] = 0
+        spans = [(a, b, self._span(a, sh, ph, h, self.hq), self._span(b, sw, pw, w, self.wq))
+                 for a in range(sh) for b in range(sw)]
+        for a, b, (r0, rows), (q0, cols) in spans:
+            phase = out[a, b]
+            phase[:, :, :r0] = 0
+            phase[:, :, r0 + rows:] = 0
+            phase[:, :, r0:r0 + rows, :q0] = 0
+            phase[:, :, r0:r0 + rows, q0 + cols:] = 0
+        for block in channel_blocks(c, x[:, 0].nbytes):  # every phase of a block of channels, in the cache
+            for a, b, (r0, rows), (q0, cols) in spans:
                 first_row, first_col = sh * r0 + a - ph, sw * q0 + b - pw
-                phase[:, :, r0:r0 + rows, q0:q0 + cols] = \
-                    x[:, :, first_row:first_row + sh * rows:sh, first_col:first_col + sw * cols:sw]
+                out[a, b, :, block, r0:r0 + rows, q0:q0 + cols] = \
+                    x[:, block, first_row:first_row + sh * rows:sh, first_col:first_col + sw * cols:sw]
         self.flat = out.reshape(sh, sw, n, c, (self.hq + 1) * self.wq)
 
     @staticmethod
@@ -116,16 +138,15 @@ def forward(x, w, b, stride, padding, band):
     cout, cin, kh, kw = w.shape
     if stride == (1, 1) and kh * cin >= ROWS_K:
         return _forward_by_rows(x, w, b, padding, band)
+    if stride == (1, 1) and kh >= WIDE and cin <= cout:
+        return _forward_by_column_taps(x, w, b, padding, band)
     n = x.shape[0]
     xs = Phases(x, (kh, kw), stride, padding)
     ho, wq = xs.ho, xs.wq
     y = np.empty((n, cout, ho, xs.wo), x.dtype)
     if cin <= cout or stride != (1, 1):
-        group = _row_group(w.shape, stride)
-        done = 0 if group == 1 else _forward_row_groups(xs, w, b, y, group, band)
         w2 = w.reshape(cout, cin * kh * kw)
-        for rows in row_bands(ho - done, n * (cin * kh * kw + cout) * wq, band):
-            rows = (rows[0] + done, rows[1] + done)
+        for rows in row_bands(ho, n * (cin * kh * kw + cout) * wq, band):
             cols = xs.im2col(rows)
             _store(np.matmul(w2, cols, out=scratch("gemm", (n, cout, cols.shape[2]), x.dtype)), y, rows, wq, b)
         return y
@@ -164,7 +185,7 @@ def _forward_by_rows(x, w, b, padding, band):
     rows[:, ph + h:] = 0
     rows[:, ph:ph + h, :, :pw] = 0
     rows[:, ph:ph + h, :, pw + wd:] = 0
-    rows[:, ph:ph + h, :, pw:pw + wd] = x.transpose(0, 2, 1, 3)
+    copy_planes(rows[:, ph:ph + h, :, pw:pw + wd], x.transpose(0, 2, 1, 3), axis=2)
     taps = np.ascontiguousarray(w.transpose(3, 0, 2, 1)).reshape(kw * cout, kh * cin)  # rows (j, o), columns (i, c)
     y = np.empty((n, cout, ho, wo), x.dtype)
     item = x.itemsize
@@ -187,45 +208,40 @@ def _forward_by_rows(x, w, b, padding, band):
     return y
 
 
-def _row_group(w_shape, stride):
-    """How many output rows a stride-1 conv with a large kernel and few output channels (the 9x9 conv
-    from RGB) computes per GEMM row block; 1: one, the plain im2col."""
-    cout, _, kh, _ = w_shape
-    return 1 if stride != (1, 1) or kh < 5 else max(1, min(kh // 2, GROUP_M // cout))
-
-
-def _forward_row_groups(xs, w, b, y, group, band):
-    """The rows [0, R * (Ho // R)) of y, R = group rows at a time: a GEMM with R * Cout rows (weights
-    (R, Cout, Cin, R + kh - 1, kw), kernel row i of output row r at input row r + i, zeros elsewhere)
-    on columns that hold the R + kh - 1 input rows the group reads. A thin GEMM (Cout = 16 rows) runs
-    at a third of BLAS's speed; this one does (R + kh - 1) / kh more multiply-adds at full speed, and
-    copies R * kh / (R + kh - 1) times fewer columns. Returns the rows done."""
+def _forward_by_column_taps(x, w, b, padding, band):
+    """A stride-1 conv with a large kernel on few input channels (the 9x9 conv from RGB), a band of
+    output rows at a time. The band's input rows are laid out (rows, Cin, kw, Wo), copy j of a row
+    shifted by j columns: the kh * Cin * kw values output row r reads are then rows r .. r + kh - 1,
+    one (kh * Cin * kw, Wo) matrix in place, and one GEMM per output row (M = Cout, K = kh * Cin * kw)
+    writes y's row. kw copies of the input, where im2col makes kh * kw; every multiply-add useful.
+    3 -> 32 channels 9x9 at 592²: 0.70-0.75x the time of stacking row groups into im2col."""
     cout, cin, kh, kw = w.shape
-    n, groups, wq, span = y.shape[0], y.shape[2] // group, xs.wq, group + kh - 1
-    stacked = np.zeros((group, cout, cin, span, kw), w.dtype)
-    for r in range(group):
-        stacked[r, :, :, r:r + kh] = w
-    stacked = stacked.reshape(group * cout, cin * span * kw)
-    flat = xs.flat[0, 0]
-    step_n, step_c, item = flat.strides[0], flat.strides[1], flat.itemsize
-    for g0, g1 in row_bands(groups, n * (cin * span * kw + group * cout) * wq, band):
-        cols = scratch("cols", (n, cin, span, kw, g1 - g0, wq), flat.dtype)
-        for i in range(span):
-            for j in range(kw):
-                # input row group * g + i, shifted by j, for every group g of the band: rows group * Wq apart
-                # (within the phase: the last group's last tap ends kw - 1 elements into its extra row)
-                start = (group * g0 + i) * wq + j
-                cols[:, :, i, j] = np.lib.stride_tricks.as_strided(
-                    flat[:, :, start:], (n, cin, g1 - g0, wq), (step_n, step_c, group * wq * item, item), writeable=False)
-        z = np.matmul(stacked, cols.reshape(n, cin * span * kw, (g1 - g0) * wq),
-                      out=scratch("gemm", (n, group * cout, (g1 - g0) * wq), flat.dtype))
-        z = z.reshape(n, group, cout, g1 - g0, wq)[..., :y.shape[3]].transpose(0, 2, 3, 1, 4)
-        dst = y[:, :, group * g0:group * g1].reshape(n, cout, g1 - g0, group, y.shape[3])
-        if b is None:
-            dst[...] = z
-        else:
-            np.add(z, b.reshape(-1, 1, 1, 1), out=dst)
-    return groups * group
+    (ph, pw), (n, _, h, wd) = padding, x.shape
+    ho, wo = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
+    taps = np.ascontiguousarray(w.transpose(0, 2, 1, 3)).reshape(cout, kh * cin * kw)  # columns (i, c, j)
+    y = np.empty((n, cout, ho, wo), x.dtype)
+    item = x.itemsize
+
+    for r0, r1 in row_bands(ho, cin * kw * wo, band):
+        span = r1 - r0 + kh - 1  # the padded input rows [r0, r0 + span) the band reads
+        lay = scratch("rows_input", (n, span, cin, kw, wo), x.dtype)
+        first, last = max(r0, ph), min(r0 + span, ph + h)  # padded rows that hold input rows
+        lay[:, :first - r0] = 0
+        lay[:, last - r0:] = 0
+        for j in range(kw):  # copy j, column q: padded column q + j, input column q + j - pw
+            q0, q1 = max(0, pw - j), min(wo, wd + pw - j)
+            part = lay[:, first - r0:last - r0, :, j]
+            part[..., :q0] = 0
+            part[..., q1:] = 0
+            copy_planes(part[..., q0:q1], x[:, :, first - ph:last - ph, q0 + j - pw:q1 + j - pw].transpose(0, 2, 1, 3), 2)
+        for image in range(n):
+            reads = np.lib.stride_tricks.as_strided(lay[image], (r1 - r0, kh * cin * kw, wo),
+                                                    (cin * kw * wo * item, wo * item, item), writeable=False)
+            out = y[image, :, r0:r1].transpose(1, 0, 2)  # (rows, Cout, Wo): each row a matrix BLAS writes
+            np.matmul(taps, reads, out=out)
+            if b is not None:
+                out += b[:, None]
+    return y
 
 
 def backward_weight(dy, x, w_shape, stride, padding, band):

@@ -73,10 +73,10 @@ def backward_data(dy, w, x_shape, stride, padding, band):
     z = z.reshape(n, sh, sw, cin, z.shape[2], z.shape[3])
     u0, v0 = dmin_h + pad_h, dmin_w + pad_w
     dx = np.empty((n, cin, h, wd), dy.dtype)
-    for a in range(min(sh, h)):
-        for b in range(min(sw, wd)):
-            rows, cols = -(-(h - a) // sh), -(-(wd - b) // sw)
-            dx[:, :, a::sh, b::sw] = z[:, a, b, :, u0:u0 + rows, v0:v0 + cols]
+    phases = [(a, b, -(-(h - a) // sh), -(-(wd - b) // sw)) for a in range(min(sh, h)) for b in range(min(sw, wd))]
+    for block in conv_gemm.channel_blocks(cin, dx[:, 0].nbytes):  # in the cache while its phases interleave
+        for a, b, rows, cols in phases:
+            dx[:, block, a::sh, b::sw] = z[:, a, b, block, u0:u0 + rows, v0:v0 + cols]
     return dx
 
 
@@ -97,13 +97,14 @@ def upsample_conv_forward(conv, x, w, b):
     cout = w.shape[0]
     z = conv(x, upsample_conv_weights(w), None, (1, 1), (1, 1)).reshape(n, 2, 2, cout, h + 1, wd + 1)
     y = np.empty((n, cout, 2 * h, 2 * wd), x.dtype)
-    for a in range(2):
-        for b_ in range(2):
-            phase = z[:, a, b_, :, a:a + h, b_:b_ + wd]
-            if b is None:
-                y[:, :, a::2, b_::2] = phase
-            else:
-                np.add(phase, b.reshape(-1, 1, 1), out=y[:, :, a::2, b_::2])
+    for block in conv_gemm.channel_blocks(cout, y[:, 0].nbytes):  # in the cache while its phases interleave
+        for a in range(2):
+            for b_ in range(2):
+                phase = z[:, a, b_, block, a:a + h, b_:b_ + wd]
+                if b is None:
+                    y[:, block, a::2, b_::2] = phase
+                else:
+                    np.add(phase, b[block].reshape(-1, 1, 1), out=y[:, block, a::2, b_::2])
     return y
 
 
@@ -115,9 +116,10 @@ def upsample_conv_backward(passes, dy, x, w, needs):
     n, _, h, wd = x.shape
     cout = w.shape[0]
     dz = np.zeros((n, 2, 2, cout, h + 1, wd + 1), dy.dtype)
-    for a in range(2):
-        for b in range(2):
-            dz[:, a, b, :, a:a + h, b:b + wd] = dy[:, :, a::2, b::2]
+    for block in conv_gemm.channel_blocks(cout, dy[:, 0].nbytes):  # in the cache while its phases are copied out
+        for a in range(2):
+            for b in range(2):
+                dz[:, a, b, block, a:a + h, b:b + wd] = dy[:, block, a::2, b::2]
     dz = dz.reshape(n, 4 * cout, h + 1, wd + 1)
     dx = backward_data(dz, upsample_conv_weights(w), x.shape, (1, 1), (1, 1)) if need_x else None
     dw = None

@@ -21,7 +21,7 @@ which then stay in cache) with workspace arrays that are never returned nor save
 """
 import numpy as np
 
-from .conv_gemm import row_bands
+from .conv_gemm import channel_blocks, row_bands
 from .workspace import scratch
 
 
@@ -65,12 +65,12 @@ def _split_phases(x, padding, tiles):
     (ph, pw), (n, c), (th, tw) = padding, x.shape[:2], tiles
     out = scratch("winograd_input", (2, 2, c, n, th + 1, tw + 1), x.dtype)
     out.fill(0)
-    for rp in (0, 1):
-        r_first = (ph - rp + 1) // 2  # the first row of this phase that holds an input row
-        for cp in (0, 1):
-            c_first = (pw - cp + 1) // 2
-            part = x[:, :, 2 * r_first + rp - ph::2, 2 * c_first + cp - pw::2].transpose(1, 0, 2, 3)
-            out[rp, cp, :, :, r_first:r_first + part.shape[2], c_first:c_first + part.shape[3]] = part
+    firsts = [(rp, cp, (ph - rp + 1) // 2, (pw - cp + 1) // 2)  # the first row and column of a phase
+              for rp in (0, 1) for cp in (0, 1)]                # that hold an input element
+    for block in channel_blocks(c, x[:, 0].nbytes):  # a block of channels' four phases, in the cache
+        for rp, cp, r_first, c_first in firsts:
+            part = x[:, block, 2 * r_first + rp - ph::2, 2 * c_first + cp - pw::2].transpose(1, 0, 2, 3)
+            out[rp, cp, block, :, r_first:r_first + part.shape[2], c_first:c_first + part.shape[3]] = part
     return out
 
 
