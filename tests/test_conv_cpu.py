@@ -51,6 +51,17 @@ def test_fast_paths_in_small_bands(path, band, monkeypatch):
         assert_matches(run(case, case.inputs(dtype=np.float64, seed=4), path), expected[case.name], 1e-11)
 
 
+@pytest.mark.parametrize("path", FAST)
+def test_fast_paths_one_channel_at_a_time(path, monkeypatch):
+    """Layout copies and interleaves go through the channels a cache-sized block at a time
+    (workspace.channel_blocks); one channel per block gives the same results as all in one."""
+    expected = {c.name: run(c, c.inputs(dtype=np.float64, seed=4), "reference") for c in CASES}
+    monkeypatch.setattr(workspace, "PLANES_BYTES", 1)
+    assert workspace.channel_blocks(3, 8) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    for case in CASES:
+        assert_matches(run(case, case.inputs(dtype=np.float64, seed=4), path), expected[case.name], 1e-11)
+
+
 @pytest.mark.parametrize("band", [None, 1, 200])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_forward_by_rows_on_every_case(dtype, band, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 
 import microst
 import microst.functional as F
-from microst.ops import pool
+from microst.ops import pool, workspace
 
 
 def first_maximum(x, k, s):
@@ -31,6 +31,25 @@ def test_ties_pick_the_first_maximum(k, s):
     ref_y, ref_arg = first_maximum(x, k, s)
     np.testing.assert_array_equal(y, ref_y)
     np.testing.assert_array_equal(arg, ref_arg)
+
+
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2), (1, 2), (2, 1)])
+def test_one_channel_at_a_time(k, s, monkeypatch):
+    """The cpu pass goes through the images and channels a cache-sized block at a time; one channel per
+    block gives the rule's y and argmax, and the backward pass the same dx as all in one block."""
+    x = np.random.default_rng(4).integers(0, 3, (2, 3, 9, 8)).astype(np.float32)
+    out = ((9 - k) // s + 1, (8 - k) // s + 1)
+    dy = np.random.default_rng(5).standard_normal((2, 3) + out).astype(np.float32)
+    monkeypatch.setattr(workspace, "PLANES_BYTES", 1)
+    y, arg = pool.max_pool_forward("cpu", x, (k, k), (s, s), out)
+    ref_y, ref_arg = first_maximum(x, k, s)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(arg, ref_arg)
+    ref_dx = np.zeros(x.shape, np.float32)  # each output's gradient to the pixel its first maximum came from
+    for n, c, i, j in np.ndindex(dy.shape):
+        ref_dx[n, c, i * s + ref_arg[n, c, i, j] // k, j * s + ref_arg[n, c, i, j] % k] += dy[n, c, i, j]
+    got = pool.max_pool_backward("cpu", dy, arg, x.shape, (k, k), (s, s), out)
+    np.testing.assert_allclose(got, ref_dx, rtol=1e-6, atol=1e-6)  # (overlapping windows: sums in another order)
 
 
 def test_nan_and_inf_follow_the_rule():

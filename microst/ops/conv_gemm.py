@@ -34,7 +34,7 @@ hold, ops/conv_cpu.py's BAND_ELEMENTS), and the temporaries come from the worksp
 """
 import numpy as np
 
-from .workspace import scratch
+from .workspace import channel_blocks, scratch
 
 THIN = 8  # a side with fewer channels than this is expanded by im2col for the weight gradient
 ROWS_K = 96  # the forward by output rows needs kh * Cin at least this (below, its GEMMs are too thin)
@@ -45,18 +45,6 @@ def row_bands(ho, elements_per_row, band):
     """[(r0, r1), ...]: output rows in bands whose temporaries hold at most `band` elements."""
     rows = max(1, band // max(1, elements_per_row))
     return [(r, min(ho, r + rows)) for r in range(0, ho, rows)]
-
-
-PLANES_BYTES = 1 << 18  # a layout copy goes through its source this many bytes of channels at a time
-
-
-def channel_blocks(channels, plane_bytes):
-    """Slices of channels holding about PLANES_BYTES each (one channel at least). NumPy runs a large
-    strided copy in an order that reads the source from memory several times; block by block, the
-    source stays in the cache (a (32, 592, 592) map to (592, 32, 592): 3.8 ms against 5.6, about
-    memcpy's 3.1; its four stride-2 phases: 10.1 against 15.1)."""
-    step = max(1, PLANES_BYTES // max(1, plane_bytes))
-    return [slice(c, min(channels, c + step)) for c in range(0, channels, step)]
 
 
 def copy_planes(dst, src, axis):

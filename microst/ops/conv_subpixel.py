@@ -31,6 +31,7 @@ and no upsampled map.
 import numpy as np
 
 from . import conv_gemm
+from .workspace import channel_blocks
 
 
 def _phase_taps(k, s, p):
@@ -74,7 +75,7 @@ def backward_data(dy, w, x_shape, stride, padding, band):
     u0, v0 = dmin_h + pad_h, dmin_w + pad_w
     dx = np.empty((n, cin, h, wd), dy.dtype)
     phases = [(a, b, -(-(h - a) // sh), -(-(wd - b) // sw)) for a in range(min(sh, h)) for b in range(min(sw, wd))]
-    for block in conv_gemm.channel_blocks(cin, dx[:, 0].nbytes):  # in the cache while its phases interleave
+    for block in channel_blocks(cin, dx[:, 0].nbytes):  # in the cache while its phases interleave
         for a, b, rows, cols in phases:
             dx[:, block, a::sh, b::sw] = z[:, a, b, block, u0:u0 + rows, v0:v0 + cols]
     return dx
@@ -97,7 +98,7 @@ def upsample_conv_forward(conv, x, w, b):
     cout = w.shape[0]
     z = conv(x, upsample_conv_weights(w), None, (1, 1), (1, 1)).reshape(n, 2, 2, cout, h + 1, wd + 1)
     y = np.empty((n, cout, 2 * h, 2 * wd), x.dtype)
-    for block in conv_gemm.channel_blocks(cout, y[:, 0].nbytes):  # in the cache while its phases interleave
+    for block in channel_blocks(cout, y[:, 0].nbytes):  # in the cache while its phases interleave
         for a in range(2):
             for b_ in range(2):
                 phase = z[:, a, b_, block, a:a + h, b_:b_ + wd]
@@ -116,7 +117,7 @@ def upsample_conv_backward(passes, dy, x, w, needs):
     n, _, h, wd = x.shape
     cout = w.shape[0]
     dz = np.zeros((n, 2, 2, cout, h + 1, wd + 1), dy.dtype)
-    for block in conv_gemm.channel_blocks(cout, dy[:, 0].nbytes):  # in the cache while its phases are copied out
+    for block in channel_blocks(cout, dy[:, 0].nbytes):  # in the cache while its phases are copied out
         for a in range(2):
             for b in range(2):
                 dz[:, a, b, block, a:a + h, b:b + wd] = dy[:, block, a::2, b::2]

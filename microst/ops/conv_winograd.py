@@ -21,8 +21,8 @@ which then stay in cache) with workspace arrays that are never returned nor save
 """
 import numpy as np
 
-from .conv_gemm import channel_blocks, row_bands
-from .workspace import scratch
+from .conv_gemm import row_bands
+from .workspace import channel_blocks, scratch
 
 
 def applies(w_shape, stride, padding):

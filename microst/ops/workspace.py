@@ -1,8 +1,10 @@
-"""Temporaries the cpu paths reuse across calls (im2col columns, GEMM outputs, Winograd tiles, norm
-squares), so that a large temporary is not allocated (and its pages faulted in) again on every call.
+"""Memory on the cpu paths: temporaries reused across calls (im2col columns, GEMM outputs, Winograd
+tiles, norm squares), so that a large temporary is not allocated (and its pages faulted in) again on
+every call; and the blocks of channels a pass works through so that they stay in the cache.
 
     a = scratch("cols", shape, dtype)     # this thread's array of that name, contents undefined
     z = zeros(size, dtype)                # shared read-only zeros (ReLU's other operand)
+    channel_blocks(channels, plane_bytes) # slices of channels that fit in the cache together
 
 Only a pass's own temporaries come from here: never an array it returns or an op keeps for
 backward (the next call overwrites them; tests/test_conv_cpu.py checks). One name per temporary
@@ -44,3 +46,15 @@ def zeros(size, dtype):
         buffer = _zeros[dtype] = np.zeros(max(size, 1), dtype)
         buffer.flags.writeable = False
     return buffer[:size]
+
+
+PLANES_BYTES = 1 << 20  # a pass goes through its source this many bytes of channels at a time (a core's L2)
+
+
+def channel_blocks(channels, plane_bytes):
+    """Slices of channels holding about PLANES_BYTES each (one channel at least). NumPy runs a large
+    strided copy in an order that reads the source from memory several times; block by block, the
+    source stays in the cache (a (32, 592, 592) map to (592, 32, 592): 3.8 ms against 5.6, about
+    memcpy's 3.1; its four stride-2 phases: 10.1 against 15.1)."""
+    step = max(1, PLANES_BYTES // max(1, plane_bytes))
+    return [slice(c, min(channels, c + step)) for c in range(0, channels, step)]
