@@ -1,9 +1,11 @@
-"""Instance norm's cpu forward, which normalizes a few planes at a time (microst/ops/norm.py), against
-the plain formula (tests/reference.py) in chunks of any size: one plane, a few, all."""
+"""Instance norm's cpu forward and backward, which go through a few planes at a time (microst/ops/norm.py),
+against the plain formula (tests/reference.py) and central differences, in chunks of any size: one
+plane, a few, all."""
 import numpy as np
 import pytest
 
 import microst.functional as F
+from microst.gradcheck import check_backward
 from microst import tensor
 from microst.ops import norm
 
@@ -23,3 +25,18 @@ def test_instance_norm_in_chunks(chunk, affine, relu, monkeypatch):
     np.testing.assert_allclose(y.numpy(), np.maximum(expected, 0) if relu else expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(y._op.mean, x.mean(axis=(2, 3)).reshape(-1), rtol=1e-12)
     np.testing.assert_allclose(y._op.rstd, 1 / np.sqrt(x.var(axis=(2, 3)).reshape(-1) + 1e-5), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 1 << 18])
+@pytest.mark.parametrize("affine, relu", [(True, False), (True, True), (False, True)])
+def test_instance_norm_backward_in_chunks(chunk, affine, relu, monkeypatch):
+    """Its backward goes through the planes in the same chunks: every gradient against central
+    differences (float64, a random upstream gradient)."""
+    monkeypatch.setattr(norm, "PLANES_CHUNK", chunk)
+    rng = np.random.default_rng(chunk + 1)
+    x = rng.standard_normal((2, 3, 5, 4)) * 3 + 2
+    op = F.instance_norm_relu if relu else F.instance_norm
+    if affine:
+        check_backward(lambda x, w, b: op(x, weight=w, bias=b), [x, rng.standard_normal(3), rng.standard_normal(3)])
+    else:
+        check_backward(lambda x: op(x), [x])

@@ -110,6 +110,8 @@ def norm_backward(device, dy, x, y, xhat, weight, mean, rstd, per_image, batch_s
 def _backward_cpu(dy, x, y, xhat, weight, mean, rstd, per_image, batch_stats, needs, relu):
     """dx = rstd * weight * (dy - mean(dy) - xhat * mean(dy * xhat)) (weight is constant within a group,
     so it moves out of the means); the two sums per group also give dweight and dbias."""
+    if per_image and batch_stats and xhat is None:
+        return _instance_backward_cpu(dy, x, y, weight, mean, rstd, needs, relu)
     need_x, need_w, need_b = needs
     n, c = dy.shape[:2]
     group = (n, c, 1, 1) if per_image else (1, c, 1, 1)
@@ -136,6 +138,43 @@ def _backward_cpu(dy, x, y, xhat, weight, mean, rstd, per_image, batch_stats, ne
             dx = dy * scale
     dw = dyx_sum.sum(axis=0).reshape(c) if need_w else None
     db = dy_sum.sum(axis=0).reshape(c) if need_b else None
+    return dx, dw, db
+
+
+def _instance_backward_cpu(dy, x, y, weight, mean, rstd, needs, relu):
+    """Instance norm's backward a few planes at a time, as its forward (PLANES_CHUNK elements): g = dy
+    (masked by y > 0 after a ReLU), xhat, the two sums and dx of a chunk while it is in the cache, where
+    whole-array passes stream the maps from memory a dozen times."""
+    need_x, need_w, need_b = needs
+    n, c, h, w = dy.shape
+    count = dy.dtype.type(h * w)
+    flat = lambda a: a.reshape(n * c, h * w)  # noqa: E731
+    dys, xs, ys = flat(dy), flat(x), flat(y) if relu else None
+    dx = np.empty(dy.shape, dy.dtype) if need_x else None
+    dy_sum, dyx_sum = np.empty((n * c, 1), dy.dtype), np.empty((n * c, 1), dy.dtype)
+    mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
+    scale = rstd * np.tile(weight, n).reshape(-1, 1) if weight is not None else rstd
+    step = max(1, PLANES_CHUNK // (h * w))
+    for p0 in range(0, n * c, step):
+        p1 = min(n * c, p0 + step)
+        g = dys[p0:p1]
+        if relu:
+            mask = scratch("norm_mask", g.shape, bool)
+            np.greater(ys[p0:p1], 0, out=mask)
+            g = np.multiply(g, mask, out=scratch("norm_dy", g.shape, dy.dtype))
+        xhat = np.subtract(xs[p0:p1], mean[p0:p1], out=scratch("norm_xhat", g.shape, dy.dtype))
+        xhat *= rstd[p0:p1]
+        np.sum(g, axis=1, keepdims=True, out=dy_sum[p0:p1])
+        product = np.multiply(g, xhat, out=scratch("norm_square", g.shape, dy.dtype))
+        np.sum(product, axis=1, keepdims=True, out=dyx_sum[p0:p1])
+        if need_x:
+            out = flat(dx)[p0:p1]
+            np.multiply(xhat, dyx_sum[p0:p1] / count, out=out)
+            np.subtract(g, out, out=out)
+            out -= dy_sum[p0:p1] / count
+            out *= scale[p0:p1]
+    dw = dyx_sum.reshape(n, c).sum(axis=0) if need_w else None
+    db = dy_sum.reshape(n, c).sum(axis=0) if need_b else None
     return dx, dw, db
 
 
