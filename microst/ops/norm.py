@@ -66,6 +66,27 @@ def _forward_cpu(x, weight, bias, per_image, eps, mean, rstd, relu):
 
 
 PLANES_CHUNK = 1 << 18  # instance norm's forward normalizes planes in chunks of about this many elements
+DOT = 1024  # the cpu's per-plane sums are BLAS dots over this many elements, then summed pairwise
+_vecdot = getattr(np, "vecdot", None) or (lambda a, b, axis=-1: np.einsum("...i,...i->...", a, b))  # NumPy < 2
+
+
+def _plane_sums(a, b=None):
+    """(planes,) sums over the last axis of a (planes, size), or of a * b: BLAS dots of DOT elements at a
+    time, their results summed pairwise. np.sum's float32 loop runs at a third of a dot's speed (a
+    65536-element row 56 us against 17), and a * b would be one more pass; one dot over a whole plane
+    would lose the pairwise sum's accuracy (a 1104² plane's mean 4x further from float64's)."""
+    planes, size = a.shape
+    length = min(size, DOT)
+    blocks = size // length
+    head = lambda v: v[:, :blocks * length].reshape(planes, blocks, length)  # noqa: E731 (views)
+    if b is None:
+        sums = np.matmul(head(a), np.ones(length, a.dtype)).sum(axis=1)
+    else:
+        sums = _vecdot(head(a), head(b), axis=-1).sum(axis=1)
+    if blocks * length < size:
+        rest = a[:, blocks * length:]
+        sums += rest.sum(axis=1) if b is None else _vecdot(rest, b[:, blocks * length:], axis=-1)
+    return sums.reshape(planes, 1)
 
 
 def _instance_forward_cpu(x, weight, bias, eps, relu):
@@ -81,11 +102,9 @@ def _instance_forward_cpu(x, weight, bias, eps, relu):
     for p0 in range(0, n * c, step):
         p1 = min(n * c, p0 + step)
         xs, ys, m, r = planes[p0:p1], out[p0:p1], mean[p0:p1], rstd[p0:p1]
-        np.mean(xs, axis=1, keepdims=True, out=m)
+        np.multiply(_plane_sums(xs), x.dtype.type(1 / (h * w)), out=m)
         np.subtract(xs, m, out=ys)
-        square = scratch("norm_square", ys.shape, x.dtype)
-        np.multiply(ys, ys, out=square)
-        np.mean(square, axis=1, keepdims=True, out=r)
+        np.multiply(_plane_sums(ys, ys), x.dtype.type(1 / (h * w)), out=r)
         r += x.dtype.type(eps)
         np.sqrt(r, out=r)
         np.divide(1, r, out=r)
@@ -164,9 +183,8 @@ def _instance_backward_cpu(dy, x, y, weight, mean, rstd, needs, relu):
             g = np.multiply(g, mask, out=scratch("norm_dy", g.shape, dy.dtype))
         xhat = np.subtract(xs[p0:p1], mean[p0:p1], out=scratch("norm_xhat", g.shape, dy.dtype))
         xhat *= rstd[p0:p1]
-        np.sum(g, axis=1, keepdims=True, out=dy_sum[p0:p1])
-        product = np.multiply(g, xhat, out=scratch("norm_square", g.shape, dy.dtype))
-        np.sum(product, axis=1, keepdims=True, out=dyx_sum[p0:p1])
+        dy_sum[p0:p1] = _plane_sums(g)
+        dyx_sum[p0:p1] = _plane_sums(g, xhat)
         if need_x:
             out = flat(dx)[p0:p1]
             np.multiply(xhat, dyx_sum[p0:p1] / count, out=out)
