@@ -202,7 +202,8 @@ def _forward_by_column_taps(x, w, b, padding, band):
     shifted by j columns: the kh * Cin * kw values output row r reads are then rows r .. r + kh - 1,
     one (kh * Cin * kw, Wo) matrix in place, and one GEMM per output row (M = Cout, K = kh * Cin * kw)
     writes y's row. kw copies of the input, where im2col makes kh * kw; every multiply-add useful.
-    3 -> 32 channels 9x9 at 592²: 0.70-0.75x the time of stacking row groups into im2col."""
+    Against stacking row groups into im2col (before): 3 -> 16 channels at 256², batch 4, 0.72x the
+    time; 3 -> 32 at 592², 0.75-0.92x."""
     cout, cin, kh, kw = w.shape
     (ph, pw), (n, _, h, wd) = padding, x.shape
     ho, wo = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
