@@ -30,6 +30,11 @@ def _per_channel(v):
     return v.reshape(1, -1, 1, 1)
 
 
+def _per_plane(v, n):
+    """A per-channel vector repeated for each of n images: one value per (image, channel) plane, (n * C, 1)."""
+    return np.tile(v, n).reshape(-1, 1)
+
+
 def _axes(per_image):
     return (2, 3) if per_image else (0, 2, 3)
 
@@ -96,8 +101,8 @@ def _instance_forward_cpu(x, weight, bias, eps, relu):
     n, c, h, w = x.shape
     planes, y = x.reshape(n * c, h * w), np.empty(x.shape, x.dtype)
     out, mean, rstd = y.reshape(n * c, h * w), np.empty((n * c, 1), x.dtype), np.empty((n * c, 1), x.dtype)
-    scale = np.tile(weight, n).reshape(-1, 1) if weight is not None else None
-    shift = np.tile(bias, n).reshape(-1, 1) if bias is not None else None
+    scale = _per_plane(weight, n) if weight is not None else None
+    shift = _per_plane(bias, n) if bias is not None else None
     step = max(1, PLANES_CHUNK // (h * w))
     for p0 in range(0, n * c, step):
         p1 = min(n * c, p0 + step)
@@ -172,7 +177,7 @@ def _instance_backward_cpu(dy, x, y, weight, mean, rstd, needs, relu):
     dx = np.empty(dy.shape, dy.dtype) if need_x else None
     dy_sum, dyx_sum = np.empty((n * c, 1), dy.dtype), np.empty((n * c, 1), dy.dtype)
     mean, rstd = mean.reshape(-1, 1), rstd.reshape(-1, 1)
-    scale = rstd * np.tile(weight, n).reshape(-1, 1) if weight is not None else rstd
+    scale = rstd * _per_plane(weight, n) if weight is not None else rstd
     step = max(1, PLANES_CHUNK // (h * w))
     for p0 in range(0, n * c, step):
         p1 = min(n * c, p0 + step)
